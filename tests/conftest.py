@@ -1,0 +1,67 @@
+"""Shared fixtures: fixed seeds and tiny backbones so the suite runs fast on CPU."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    """Fix numpy's and torch's global seeds for every test."""
+    np.random.seed(0)
+    torch.manual_seed(0)
+
+
+class PadTo(nn.Module):
+    """Pad or truncate the feature axis to ``width`` (accepts any n_features)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.width = width
+
+    def forward(self, x):
+        n = x.shape[1]
+        if n >= self.width:
+            return x[:, : self.width]
+        return nn.functional.pad(x, (0, self.width - n))
+
+
+def mlp_backbone(n_in=5, hidden=16, n_out=2, seed=0):
+    """Two-layer ReLU MLP; its head is the last Linear (hidden -> n_out)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
+
+
+def mlp_head_backbone(n_in=5, seed=0, n_out=3):
+    """Backbone whose submodule "head" is a 2-layer MLP head 16 -> 8 -> n_out."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Sequential(nn.Linear(n_in, 16), nn.ReLU()),
+        nn.Sequential(nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, n_out)),
+    )
+
+
+def any_width_backbone(seed=0):
+    """Accepts any number of features (for scikit-learn's common checks)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(PadTo(10), nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2))
+
+
+def make_task(n=300, n_features=5, n_classes=2, seed=0):
+    """A learnable task with a group attribute correlated with the label."""
+    rng = np.random.RandomState(seed)
+    X = rng.normal(size=(n, n_features)).astype(np.float32)
+    score = X[:, 0] + 0.5 * X[:, 1]
+    if n_classes == 2:
+        y = (score > 0).astype(int)
+    else:
+        y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
+    s = np.where(rng.uniform(size=n) < 0.5 + 0.3 * (y > 0), "a", "b")
+    return X, y, s
+
+
+@pytest.fixture
+def task():
+    """Binary task: (X, y, sensitive_features)."""
+    return make_task()
