@@ -1,0 +1,656 @@
+"""Tests for sklearn_winfair._fairness: metrics, scorers, refit rule, penalties."""
+
+import math
+
+import numpy as np
+import pytest
+import sklearn
+import torch
+from fairlearn.metrics import (
+    MetricFrame,
+    demographic_parity_difference,
+    equalized_odds_difference,
+    false_positive_rate,
+    selection_rate,
+    true_positive_rate,
+)
+from sklearn.dummy import DummyClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, f1_score
+from sklearn.model_selection import GridSearchCV, StratifiedKFold
+
+from sklearn_winfair._fairness import (
+    demographic_parity_gap,
+    demographic_parity_penalty,
+    equalized_odds_gap,
+    equalized_odds_penalty,
+    err_scorer,
+    fairest_within_tolerance,
+    fairness_metric_frame,
+    make_fairness_scorer,
+    paper_metrics,
+    weighted_f1_error,
+)
+
+
+def _random_binary(seed, n=300, n_groups=3):
+    """Random 0/1 labels and predictions, groups where every group has both labels."""
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, n_groups, size=n)
+    # bias the predictions by group so the gaps are not all near 0
+    p = 0.2 + 0.6 * groups / max(n_groups - 1, 1)
+    y_true = rng.integers(0, 2, size=n)
+    y_pred = (rng.random(n) < p).astype(int)
+    for g in range(n_groups):  # make sure every (group, class) cell is non-empty
+        idx = np.flatnonzero(groups == g)
+        y_true[idx[:2]] = [0, 1]
+    weights = rng.random(n) + 0.5
+    return y_true, y_pred, groups, weights
+
+
+# --------------------------------------------------------------------------
+# metrics against fairlearn
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n_groups", [2, 4])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_demographic_parity_gap_equals_fairlearn(seed, n_groups, weighted):
+    """DP gap equals fairlearn's demographic_parity_difference (max - min)."""
+    y_true, y_pred, groups, weights = _random_binary(seed, n_groups=n_groups)
+    sw = weights if weighted else None
+    ours = demographic_parity_gap(
+        y_true, y_pred, sensitive_features=groups, sample_weight=sw
+    )
+    ref = demographic_parity_difference(
+        y_true, y_pred, sensitive_features=groups, sample_weight=sw
+    )
+    assert type(ours) is float
+    assert ours == pytest.approx(ref, abs=1e-12)
+    assert ours > 0
+
+
+def test_demographic_parity_gap_ignores_y_true():
+    """y_true may be None and does not change the DP gap."""
+    y_true, y_pred, groups, _ = _random_binary(0)
+    with_y = demographic_parity_gap(y_true, y_pred, sensitive_features=groups)
+    without_y = demographic_parity_gap(None, y_pred, sensitive_features=groups)
+    assert with_y == without_y
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n_groups", [2, 3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_equalized_odds_gap_aggregations_equal_fairlearn(seed, n_groups, weighted):
+    """EO sum is 2x fairlearn's agg="mean"; "max"/"mean" equal worst_case/mean."""
+    y_true, y_pred, groups, weights = _random_binary(seed, n_groups=n_groups)
+    sw = weights if weighted else None
+    kwargs = {"sensitive_features": groups, "sample_weight": sw}
+
+    fl_mean = equalized_odds_difference(y_true, y_pred, agg="mean", **kwargs)
+    fl_worst = equalized_odds_difference(y_true, y_pred, agg="worst_case", **kwargs)
+
+    eo_sum = equalized_odds_gap(y_true, y_pred, **kwargs)  # default agg="sum"
+    assert type(eo_sum) is float
+    assert eo_sum == pytest.approx(2 * fl_mean, abs=1e-12)
+    assert equalized_odds_gap(y_true, y_pred, agg="max", **kwargs) == pytest.approx(
+        fl_worst, abs=1e-12
+    )
+    assert equalized_odds_gap(y_true, y_pred, agg="mean", **kwargs) == pytest.approx(
+        fl_mean, abs=1e-12
+    )
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_equalized_odds_gap_sum_is_tpr_gap_plus_fpr_gap(seed):
+    """EO sum equals (max-min TPR) + (max-min FPR) read off a MetricFrame by hand."""
+    y_true, y_pred, groups, _ = _random_binary(seed, n_groups=3)
+    frame = MetricFrame(
+        metrics={"tpr": true_positive_rate, "fpr": false_positive_rate},
+        y_true=y_true,
+        y_pred=y_pred,
+        sensitive_features=groups,
+    )
+    by_group = frame.by_group
+    expected = (by_group["tpr"].max() - by_group["tpr"].min()) + (
+        by_group["fpr"].max() - by_group["fpr"].min()
+    )
+    ours = equalized_odds_gap(y_true, y_pred, sensitive_features=groups)
+    assert ours == pytest.approx(expected, abs=1e-12)
+
+
+def test_string_labels_with_pos_label_match_numeric_labels():
+    """String labels with pos_label give the same gaps as the 0/1 encoding."""
+    y_true, y_pred, groups, _ = _random_binary(3, n_groups=3)
+    names = np.array(["deny", "grant"])
+    y_true_s, y_pred_s = names[y_true], names[y_pred]
+    group_names = np.array(["x", "y", "z"])[groups]
+
+    dp_num = demographic_parity_gap(y_true, y_pred, sensitive_features=groups)
+    dp_str = demographic_parity_gap(
+        y_true_s, y_pred_s, sensitive_features=group_names, pos_label="grant"
+    )
+    assert dp_str == pytest.approx(dp_num, abs=1e-12)
+
+    for agg in ["sum", "max", "mean"]:
+        eo_num = equalized_odds_gap(y_true, y_pred, sensitive_features=groups, agg=agg)
+        eo_str = equalized_odds_gap(
+            y_true_s,
+            y_pred_s,
+            sensitive_features=group_names,
+            pos_label="grant",
+            agg=agg,
+        )
+        assert eo_str == pytest.approx(eo_num, abs=1e-12)
+
+    # the other label as positive flips selection: the DP gap is unchanged
+    dp_flip = demographic_parity_gap(
+        y_true_s, y_pred_s, sensitive_features=group_names, pos_label="deny"
+    )
+    assert dp_flip == pytest.approx(dp_num, abs=1e-12)
+
+
+def test_pos_label_not_a_label_raises():
+    """A pos_label absent from y_true and y_pred is an error, not a silent 0."""
+    y = np.array(["no", "yes", "yes", "no"])
+    groups = [0, 0, 1, 1]
+    with pytest.raises(ValueError, match=r"pos_label=1 is not one of the labels"):
+        demographic_parity_gap(y, y, sensitive_features=groups)
+    with pytest.raises(ValueError, match=r"pos_label='Yes' is not one of the labels"):
+        equalized_odds_gap(y, y, sensitive_features=groups, pos_label="Yes")
+
+
+def test_invalid_agg_raises():
+    """agg outside {"sum", "max", "mean"} raises a ValueError naming the options."""
+    y_true, y_pred, groups, _ = _random_binary(0)
+    with pytest.raises(
+        ValueError, match=r"agg must be one of \['sum', 'max', 'mean'\]"
+    ):
+        equalized_odds_gap(y_true, y_pred, sensitive_features=groups, agg="worst_case")
+
+
+@pytest.mark.parametrize(
+    "func", [demographic_parity_gap, equalized_odds_gap], ids=["dp", "eo"]
+)
+def test_sensitive_features_checks(func):
+    """Wrong length or None sensitive_features raise a ValueError naming it."""
+    y_true, y_pred, groups, _ = _random_binary(0)
+    with pytest.raises(ValueError, match=r"sensitive_features must have one row"):
+        func(y_true, y_pred, sensitive_features=groups[:-1])
+    with pytest.raises(ValueError, match=r"sensitive_features is required"):
+        func(y_true, y_pred, sensitive_features=None)
+    with pytest.raises(TypeError, match=r"sensitive_features must be array-like"):
+        func(y_true, y_pred, sensitive_features=3)
+
+
+def test_multicolumn_sensitive_features_are_intersectional():
+    """Two sensitive columns give the same gap as their merged group label."""
+    rng = np.random.default_rng(0)
+    n = 200
+    a, b = rng.integers(0, 2, n), rng.integers(0, 3, n)
+    y_pred = rng.integers(0, 2, n)
+    two_columns = np.column_stack([a, b])
+    merged = a * 3 + b
+    assert demographic_parity_gap(
+        None, y_pred, sensitive_features=two_columns
+    ) == pytest.approx(demographic_parity_gap(None, y_pred, sensitive_features=merged))
+
+
+def test_weighted_f1_error_is_percent_of_weighted_f1():
+    """Err is 100 * (1 - weighted F1), with and without sample weights."""
+    rng = np.random.default_rng(0)
+    y_true, y_pred = rng.integers(0, 3, 100), rng.integers(0, 3, 100)
+    w = rng.random(100)
+    expected = 100 * (1 - f1_score(y_true, y_pred, average="weighted"))
+    assert weighted_f1_error(y_true, y_pred) == pytest.approx(expected)
+    expected_w = 100 * (
+        1 - f1_score(y_true, y_pred, average="weighted", sample_weight=w)
+    )
+    assert weighted_f1_error(y_true, y_pred, sample_weight=w) == pytest.approx(
+        expected_w
+    )
+    assert type(weighted_f1_error(y_true, y_pred)) is float
+
+
+def test_weighted_f1_error_never_predicted_class_does_not_warn():
+    """A class never predicted counts as F1 = 0 without an UndefinedMetricWarning."""
+    assert weighted_f1_error([0, 1, 1, 0], [0, 0, 0, 0]) == pytest.approx(
+        100 * (1 - 0.5 * (2 / 3))
+    )
+
+
+def test_paper_metrics_collects_the_three_metrics():
+    """paper_metrics returns Err, DP gap and the summed EO gap as floats."""
+    y_true, y_pred, groups, _ = _random_binary(1)
+    result = paper_metrics(y_true, y_pred, sensitive_features=groups)
+    assert result == {
+        "err": weighted_f1_error(y_true, y_pred),
+        "dp_gap": demographic_parity_gap(y_true, y_pred, sensitive_features=groups),
+        "eo_gap": equalized_odds_gap(
+            y_true, y_pred, sensitive_features=groups, agg="sum"
+        ),
+    }
+    assert all(type(v) is float for v in result.values())
+
+
+# --------------------------------------------------------------------------
+# fairness_metric_frame
+# --------------------------------------------------------------------------
+
+
+def _fitted_string_classifier():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(80, 2))
+    y = np.where(X[:, 0] + 0.3 * rng.normal(size=80) > 0, "yes", "no")
+    groups = np.where(X[:, 1] > 0, "g1", "g2")
+    return LogisticRegression().fit(X, y), X, y, groups
+
+
+def test_fairness_metric_frame_binary_defaults_to_greatest_class():
+    """Binary frame has all six metrics; pos_label defaults to classes_[-1]."""
+    clf, X, y, groups = _fitted_string_classifier()
+    frame = fairness_metric_frame(clf, X, y, sensitive_features=groups)
+    assert list(frame.overall.index) == [
+        "err",
+        "accuracy",
+        "selection_rate",
+        "tpr",
+        "fpr",
+        "count",
+    ]
+    y_pred = clf.predict(X)
+    assert clf.classes_[-1] == "yes"
+    assert frame.overall["err"] == pytest.approx(weighted_f1_error(y, y_pred))
+    assert frame.overall["accuracy"] == pytest.approx(accuracy_score(y, y_pred))
+    assert frame.overall["selection_rate"] == pytest.approx(np.mean(y_pred == "yes"))
+    assert frame.overall["tpr"] == pytest.approx(
+        true_positive_rate(y, y_pred, pos_label="yes")
+    )
+    assert frame.overall["count"] == len(y)
+    dp = demographic_parity_gap(y, y_pred, sensitive_features=groups, pos_label="yes")
+    assert frame.difference()["selection_rate"] == pytest.approx(dp)
+
+    flipped = fairness_metric_frame(
+        clf, X, y, sensitive_features=groups, pos_label="no"
+    )
+    assert flipped.overall["selection_rate"] == pytest.approx(
+        selection_rate(y, y_pred, pos_label="no")
+    )
+
+
+def test_fairness_metric_frame_multiclass_drops_binary_metrics():
+    """With three classes only err, accuracy and count are computed."""
+    X = np.arange(12, dtype=float).reshape(-1, 1)
+    y = np.array([0, 1, 2] * 4)
+    clf = DummyClassifier(strategy="most_frequent").fit(X, y)
+    frame = fairness_metric_frame(clf, X, y, sensitive_features=[0, 1] * 6)
+    assert list(frame.overall.index) == ["err", "accuracy", "count"]
+
+
+def test_fairness_metric_frame_invalid_arguments():
+    """Bad sensitive_features length and unknown pos_label raise ValueError."""
+    clf, X, y, groups = _fitted_string_classifier()
+    with pytest.raises(ValueError, match=r"sensitive_features must have one row"):
+        fairness_metric_frame(clf, X, y, sensitive_features=groups[:-3])
+    with pytest.raises(ValueError, match=r"pos_label=1 is not one of the labels"):
+        fairness_metric_frame(clf, X, y, sensitive_features=groups, pos_label=1)
+
+
+# --------------------------------------------------------------------------
+# torch penalties
+# --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("n_groups", [2, 3, 5])
+def test_penalties_on_hard_predictions_equal_metrics(seed, n_groups):
+    """On 0/1 probabilities the penalties equal the DP gap and the summed EO gap."""
+    y_true, y_pred, groups, _ = _random_binary(seed, n_groups=n_groups)
+    proba = torch.as_tensor(y_pred, dtype=torch.float64)
+    g = torch.as_tensor(groups)
+    y = torch.as_tensor(y_true)
+
+    dp = demographic_parity_penalty(proba, g)
+    eo = equalized_odds_penalty(proba, y, g)
+    assert dp.ndim == 0 and eo.ndim == 0
+    assert dp.item() == pytest.approx(
+        demographic_parity_gap(y_true, y_pred, sensitive_features=groups), abs=1e-12
+    )
+    assert eo.item() == pytest.approx(
+        equalized_odds_gap(y_true, y_pred, sensitive_features=groups), abs=1e-12
+    )
+
+
+def test_penalties_on_soft_predictions_equal_group_mean_ranges():
+    """On soft probabilities the penalties are ranges of group means (pandas ref)."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    n = 64
+    proba = rng.random(n)
+    groups = rng.integers(0, 3, n)
+    y = rng.integers(0, 2, n)
+    df = pd.DataFrame({"p": proba, "g": groups, "y": y})
+    means = df.groupby("g")["p"].mean()
+    cell_means = df.groupby(["y", "g"])["p"].mean()
+    expected_eo = sum(
+        cell_means[c].max() - cell_means[c].min() for c in cell_means.index.levels[0]
+    )
+    t = torch.as_tensor(proba)
+    dp = demographic_parity_penalty(t, torch.as_tensor(groups))
+    eo = equalized_odds_penalty(t, torch.as_tensor(y), torch.as_tensor(groups))
+    assert dp.item() == pytest.approx(means.max() - means.min())
+    assert eo.item() == pytest.approx(expected_eo)
+
+
+def test_penalties_are_differentiable():
+    """backward() yields finite, non-zero gradients w.r.t. the probabilities."""
+    torch.manual_seed(0)
+    logits = torch.randn(32, requires_grad=True)
+    groups = torch.arange(32) % 3
+    y = (torch.arange(32) // 3) % 2
+    for penalty in (
+        demographic_parity_penalty(torch.sigmoid(logits), groups),
+        equalized_odds_penalty(torch.sigmoid(logits), y, groups),
+    ):
+        logits.grad = None
+        penalty.backward()
+        assert torch.isfinite(logits.grad).all()
+        assert logits.grad.abs().sum() > 0
+
+
+def test_penalties_are_zero_with_one_group_present():
+    """With a single group present (even among several codes) both penalties are 0.
+
+    The gradient is still defined (zeros), so a batch drawn from one group does
+    not break training.
+    """
+    proba = torch.tensor([0.1, 0.9, 0.4, 0.7], requires_grad=True)
+    groups = torch.full((4,), 2)
+    y = torch.tensor([0, 1, 1, 0])
+    dp = demographic_parity_penalty(proba, groups, num_groups=4)
+    eo = equalized_odds_penalty(proba, y, groups, num_groups=4)
+    assert dp.item() == 0.0 and eo.item() == 0.0
+    (dp + eo).backward()
+    assert torch.equal(proba.grad, torch.zeros(4))
+
+
+def test_equalized_odds_penalty_skips_groups_absent_from_a_class():
+    """A group with no positives only takes part in the y=0 stratum."""
+    proba = torch.tensor([0.9, 0.2, 0.6, 0.1])
+    y = torch.tensor([1, 0, 0, 0])
+    groups = torch.tensor([0, 0, 1, 1])
+    # y=1: only group 0 present -> 0; y=0: |0.2 - mean(0.6, 0.1)| = 0.15
+    assert equalized_odds_penalty(proba, y, groups).item() == pytest.approx(0.15)
+
+
+def test_penalties_empty_batch_is_zero():
+    """An empty mini-batch gives a 0 penalty instead of an error."""
+    empty = torch.zeros(0)
+    codes = torch.zeros(0, dtype=torch.long)
+    assert demographic_parity_penalty(empty, codes).item() == 0.0
+    assert equalized_odds_penalty(empty, codes, codes).item() == 0.0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_penalties_keep_dtype_and_accept_int32_and_bool(dtype):
+    """The result has the input dtype/device; int32 groups and bool y are fine."""
+    proba = torch.tensor([0.2, 0.8, 0.5, 0.3], dtype=dtype)
+    groups = torch.tensor([0, 1, 0, 1], dtype=torch.int32)
+    y = torch.tensor([True, False, True, False])
+    for penalty in (
+        demographic_parity_penalty(proba, groups),
+        equalized_odds_penalty(proba, y, groups),
+    ):
+        assert penalty.dtype == dtype
+        assert penalty.device == proba.device
+        assert penalty.shape == ()
+
+
+def test_penalties_validate_args_false_gives_same_value():
+    """Skipping validation (hot loop) does not change the value."""
+    proba = torch.tensor([0.2, 0.8, 0.5, 0.3, 0.9])
+    groups = torch.tensor([0, 1, 2, 1, 0])
+    y = torch.tensor([1, 0, 1, 1, 0])
+    for kwargs in ({}, {"num_groups": 3}):
+        assert torch.equal(
+            demographic_parity_penalty(proba, groups, validate_args=False, **kwargs),
+            demographic_parity_penalty(proba, groups),
+        )
+        assert torch.equal(
+            equalized_odds_penalty(proba, y, groups, validate_args=False, **kwargs),
+            equalized_odds_penalty(proba, y, groups),
+        )
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_penalties_on_cuda_match_cpu():
+    """On a GPU the penalties match the CPU values and stay on the device."""
+    proba = torch.rand(100, dtype=torch.float64)
+    groups = torch.randint(0, 3, (100,))
+    y = torch.randint(0, 2, (100,))
+    cpu = equalized_odds_penalty(proba, y, groups)
+    gpu = equalized_odds_penalty(proba.cuda(), y.cuda(), groups.cuda(), num_groups=3)
+    assert gpu.device.type == "cuda"
+    assert gpu.item() == pytest.approx(cpu.item())
+
+
+def test_penalty_invalid_arguments():
+    """Bad dtypes, shapes, group codes and labels raise with clear messages."""
+    proba = torch.tensor([0.2, 0.8, 0.5])
+    groups = torch.tensor([0, 1, 1])
+    y = torch.tensor([0, 1, 1])
+    with pytest.raises(TypeError, match=r"proba_pos must be a floating point"):
+        demographic_parity_penalty(torch.tensor([0, 1, 1]), groups)
+    with pytest.raises(TypeError, match=r"groups must be an integer tensor"):
+        demographic_parity_penalty(proba, groups.float())
+    with pytest.raises(ValueError, match=r"proba_pos must be a 1-d tensor"):
+        demographic_parity_penalty(proba[:, None], groups)
+    with pytest.raises(ValueError, match=r"groups must have the same length"):
+        demographic_parity_penalty(proba, groups[:2])
+    with pytest.raises(ValueError, match=r"groups must hold codes in \[0, 2\)"):
+        demographic_parity_penalty(proba, torch.tensor([0, 1, 2]), num_groups=2)
+    with pytest.raises(ValueError, match=r"groups must hold codes in"):
+        demographic_parity_penalty(proba, torch.tensor([0, -1, 1]))
+    with pytest.raises(ValueError, match=r"y must hold only 0 and 1"):
+        equalized_odds_penalty(proba, torch.tensor([0, 2, 1]), groups)
+    with pytest.raises(ValueError, match=r"y must have the same length"):
+        equalized_odds_penalty(proba, y[:2], groups)
+
+
+# --------------------------------------------------------------------------
+# scorers and the refit rule
+# --------------------------------------------------------------------------
+
+
+def test_make_fairness_scorer_needs_no_routing_to_build():
+    """Building the scorer works with routing off; it requests sensitive_features."""
+    assert not sklearn.get_config()["enable_metadata_routing"]
+    scorer = make_fairness_scorer("equalized_odds", agg="max")
+    assert not sklearn.get_config()["enable_metadata_routing"]
+    routing = scorer.get_metadata_routing()
+    assert routing.score.requests == {"sensitive_features": True}
+
+
+def test_fairness_scorer_returns_negated_gap():
+    """Called directly (routing on), the scorer returns minus the metric."""
+    clf, X, y, groups = _fitted_string_classifier()
+    y_pred = clf.predict(X)
+    with sklearn.config_context(enable_metadata_routing=True):
+        dp = make_fairness_scorer("demographic_parity", pos_label="yes")
+        eo = make_fairness_scorer("equalized_odds", pos_label="yes", agg="mean")
+        dp_value = dp(clf, X, y, sensitive_features=groups)
+        eo_value = eo(clf, X, y, sensitive_features=groups)
+        err_value = err_scorer(clf, X, y)
+    assert dp_value == pytest.approx(
+        -demographic_parity_gap(y, y_pred, sensitive_features=groups, pos_label="yes")
+    )
+    assert eo_value == pytest.approx(
+        -equalized_odds_gap(
+            y, y_pred, sensitive_features=groups, pos_label="yes", agg="mean"
+        )
+    )
+    assert err_value == pytest.approx(-weighted_f1_error(y, y_pred))
+
+
+def test_fairness_scorer_accepts_callables():
+    """A callable metric is used as is; pos_label goes only where it is accepted."""
+    clf, X, y, groups = _fitted_string_classifier()
+    y_pred = clf.predict(X)
+    with_pos = make_fairness_scorer(demographic_parity_gap, pos_label="yes")
+    without_pos = make_fairness_scorer(demographic_parity_difference)
+    with sklearn.config_context(enable_metadata_routing=True):
+        a = with_pos(clf, X, y, sensitive_features=groups)
+        b = without_pos(clf, X, (y == "yes").astype(int), sensitive_features=groups)
+    # the model predicts strings, so fairlearn's selection_rate sees no 1s for b
+    assert a == pytest.approx(
+        -demographic_parity_gap(y, y_pred, sensitive_features=groups, pos_label="yes")
+    )
+    assert b == 0.0
+
+
+def test_fairness_scorer_without_sensitive_features_explains_routing():
+    """If sensitive_features is not routed, the error says how to route it."""
+    clf, X, y, _ = _fitted_string_classifier()
+    scorer = make_fairness_scorer("demographic_parity", pos_label="yes")
+    with sklearn.config_context(enable_metadata_routing=True):
+        with pytest.raises(ValueError, match=r"enable_metadata_routing=True"):
+            scorer(clf, X, y)
+
+
+def test_make_fairness_scorer_invalid_arguments():
+    """Unknown metric names, types, keyword arguments and agg values raise."""
+    with pytest.raises(ValueError, match=r"metric must be one of"):
+        make_fairness_scorer("equal_opportunity")
+    with pytest.raises(TypeError, match=r"metric must be one of"):
+        make_fairness_scorer(3)
+    with pytest.raises(TypeError, match=r"Unexpected keyword arguments \['agg'\]"):
+        make_fairness_scorer("demographic_parity", agg="sum")
+    with pytest.raises(ValueError, match=r"agg must be one of"):
+        make_fairness_scorer("equalized_odds", agg="worst_case")
+
+
+def test_fairest_within_tolerance_on_handmade_results():
+    """The rule picks the fairest near-best candidate; NaN candidates are skipped."""
+    cv_results = {
+        "params": [{}] * 5,
+        "mean_test_accuracy": np.array([0.90, 0.895, 0.88, 0.70, np.nan]),
+        # negated gaps, as stored by sklearn for greater_is_better=False
+        "mean_test_dp_gap": np.array([-0.30, -0.20, -0.05, 0.0, 0.0]),
+    }
+    assert fairest_within_tolerance(tolerance=0.0)(cv_results) == 0
+    assert fairest_within_tolerance(tolerance=0.01)(cv_results) == 1
+    assert fairest_within_tolerance(tolerance=0.05)(cv_results) == 2
+    assert fairest_within_tolerance(tolerance=1.0)(cv_results) == 3
+    # ties in fairness go to the higher score, then to the lower index
+    tied = {
+        "mean_test_accuracy": np.array([0.8, 0.9, 0.9]),
+        "mean_test_dp_gap": np.array([-0.1, -0.1, -0.1]),
+    }
+    assert fairest_within_tolerance(tolerance=0.5)(tied) == 1
+    # the best score has a NaN fairness (failed scorer): it is skipped
+    nan_fair = {
+        "mean_test_accuracy": np.array([0.9, 0.85]),
+        "mean_test_dp_gap": np.array([np.nan, -0.2]),
+    }
+    assert fairest_within_tolerance(tolerance=0.0)(nan_fair) == 1
+
+
+def test_fairest_within_tolerance_invalid_arguments():
+    """Bad tolerance, unknown scorer names and all-NaN results raise."""
+    cv_results = {
+        "mean_test_accuracy": np.array([0.9]),
+        "mean_test_eo_gap": np.array([-0.1]),
+    }
+    with pytest.raises(ValueError, match=r"tolerance must be a non-negative"):
+        fairest_within_tolerance(tolerance=-0.1)
+    with pytest.raises(ValueError, match=r"tolerance must be a non-negative"):
+        fairest_within_tolerance(tolerance="0.1")
+    with pytest.raises(
+        ValueError,
+        match=r"fairness='dp_gap' has no 'mean_test_dp_gap'.*\['accuracy', 'eo_gap'\]",
+    ):
+        fairest_within_tolerance()(cv_results)
+    with pytest.raises(ValueError, match=r"score='f1' has no 'mean_test_f1'"):
+        fairest_within_tolerance(score="f1", fairness="eo_gap")(cv_results)
+    all_nan = {
+        "mean_test_accuracy": np.array([np.nan]),
+        "mean_test_dp_gap": np.array([-0.1]),
+    }
+    with pytest.raises(ValueError, match=r"Every candidate has NaN"):
+        fairest_within_tolerance()(all_nan)
+
+
+def _biased_dataset(seed=0, n=300):
+    """Data whose label depends on a feature correlated with the group."""
+    rng = np.random.default_rng(seed)
+    groups = rng.integers(0, 2, n)
+    proxy = groups + rng.normal(scale=0.7, size=n)
+    signal = rng.normal(size=n)
+    X = np.column_stack([proxy, signal])
+    y = (signal + 0.8 * groups + rng.normal(scale=0.5, size=n) > 0.4).astype(int)
+    return X, y, groups
+
+
+def test_grid_search_routes_sensitive_features_and_refits_fairest():
+    """GridSearchCV routes sensitive_features to the DP scorer and uses the rule.
+
+    The per-fold DP scores equal -demographic_parity_gap recomputed by hand on
+    the same folds, and best_index_ equals the index recomputed from
+    cv_results_ (undoing the sign sklearn applies to greater_is_better=False).
+    """
+    X, y, groups = _biased_dataset()
+    # wide enough to let the strongly regularised (less accurate, fairer) C in
+    tolerance = 0.12
+    cv = StratifiedKFold(n_splits=3)
+    grid = {"C": [1e-3, 1e-2, 1e-1, 1.0]}
+    with sklearn.config_context(enable_metadata_routing=True):
+        search = GridSearchCV(
+            LogisticRegression(),
+            grid,
+            scoring={
+                "accuracy": "accuracy",
+                "dp_gap": make_fairness_scorer("demographic_parity"),
+            },
+            refit=fairest_within_tolerance(
+                score="accuracy", fairness="dp_gap", tolerance=tolerance
+            ),
+            cv=cv,
+        )
+        search.fit(X, y, sensitive_features=groups)
+
+    results = search.cv_results_
+    gaps = -results["mean_test_dp_gap"]
+    assert (gaps >= 0).all() and gaps.max() > 0
+
+    # sensitive_features was sliced per fold: recompute fold scores by hand
+    for split, (train, test) in enumerate(cv.split(X, y)):
+        for i, params in enumerate(results["params"]):
+            model = LogisticRegression(**params).fit(X[train], y[train])
+            gap = demographic_parity_gap(
+                y[test], model.predict(X[test]), sensitive_features=groups[test]
+            )
+            assert results[f"split{split}_test_dp_gap"][i] == pytest.approx(-gap)
+
+    accuracy = results["mean_test_accuracy"]
+    near_best = np.flatnonzero(accuracy >= accuracy.max() - tolerance)
+    expected = near_best[np.argmin(gaps[near_best])]
+    assert search.best_index_ == expected
+    assert search.best_params_ == results["params"][expected]
+    assert hasattr(search, "best_estimator_")
+    # the data make the rule matter: it trades accuracy for a smaller gap
+    assert accuracy[search.best_index_] < accuracy.max() - 0.05
+    assert gaps[search.best_index_] < gaps[np.argmax(accuracy)]
+
+
+def test_cv_results_err_scorer_is_negated():
+    """err_scorer shows up in cv_results_ as minus the percent error."""
+    X, y, _ = _biased_dataset(n=90)
+    search = GridSearchCV(
+        LogisticRegression(), {"C": [1.0]}, scoring={"err": err_scorer}, refit=False
+    )
+    search.fit(X, y)
+    err = -search.cv_results_["mean_test_err"][0]
+    assert 0 < err < 100
+    assert not math.isnan(err)
