@@ -1,0 +1,482 @@
+"""Tests for FairLowRankFineTuner (sklearn_winfair._estimator)."""
+
+import copy
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import make_task, mlp_backbone, mlp_head_backbone
+from sklearn.base import clone
+from torch import nn
+
+from sklearn_winfair import (
+    FairLowRankFineTuner,
+    NoFactorizationWarning,
+    TrainingDivergedError,
+    demographic_parity_gap,
+)
+from sklearn_winfair._factorize import LowRankLinear, weighted_svd
+
+FAST = dict(max_epochs=5, lr=0.05, batch_size=64, random_state=0)
+
+
+def _state(module):
+    return {k: v.clone() for k, v in module.state_dict().items()}
+
+
+def _low_rank_product(layer):
+    """A @ B of a fitted LowRankLinear, in the paper's orientation (d x k)."""
+    return (layer.first.weight.T @ layer.second.weight.T).detach().double().numpy()
+
+
+# ----------------------------------------------------------------- basics
+def test_fit_predict_binary_with_factorized_linear_head(task):
+    """Default head is the last Linear; rank 1 factorizes it and the model learns."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    assert clf.head_name_ == "2" and clf.factorized_layers_ == ["2"]
+    assert clf.rank_ == 1
+    assert clf.n_trainable_params_ == 16 * 1 + 1 * 2 + 2
+    assert isinstance(clf.model_.get_submodule("2"), LowRankLinear)
+    assert clf.score(X, y) > 0.8
+    proba = clf.predict_proba(X)
+    assert proba.dtype == np.float64
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0)
+    assert list(clf.groups_) == ["a", "b"]
+    assert clf.group_importance_["2"].shape == (2, 16)
+    assert clf.neutral_importance_["2"].shape == (16,)
+
+
+def test_rank_none_is_plain_fine_tuning_of_the_head(task):
+    """rank=None (TL) factorizes nothing and trains the dense head."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=None, **FAST).fit(X, y)
+    assert clf.factorized_layers_ == [] and clf.rank_ is None
+    assert clf.n_trainable_params_ == 16 * 2 + 2
+    assert isinstance(clf.model_.get_submodule("2"), nn.Linear)
+
+
+def test_multilayer_head_factorizes_each_large_enough_layer():
+    """In an MLP head, layers with min(in, out) > rank are factorized, others stay dense."""
+    X, y, s = make_task(n_classes=3)
+    clf = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=2, **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    assert clf.factorized_layers_ == ["1.0", "1.2"]
+    assert set(clf.group_importance_) == {"1.0", "1.2"}
+    assert clf.group_importance_["1.0"].shape == (2, 16)
+    assert clf.group_importance_["1.2"].shape == (2, 8)
+    clf3 = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=3, **FAST)
+    clf3.fit(X, y, sensitive_features=s)
+    assert clf3.factorized_layers_ == ["1.0"]  # 8 -> 3 has min 3, kept dense
+    assert isinstance(clf3.model_.get_submodule("1.2"), nn.Linear)
+
+
+def test_rank_too_large_warns_once_and_trains_dense(task):
+    """A rank >= every layer's min(in, out) warns once and factorizes nothing."""
+    X, y, s = task
+    with pytest.warns(NoFactorizationWarning, match="nothing is factorized") as rec:
+        clf = FairLowRankFineTuner(mlp_backbone(), rank=4, **FAST).fit(
+            X, y, sensitive_features=s
+        )
+    assert len(rec) == 1
+    assert clf.factorized_layers_ == []
+
+
+def test_string_multiclass_targets_and_dataframe_input():
+    """String classes, 3 classes and DataFrame X (feature_names_in_) work."""
+    X, y, s = make_task(n_classes=3)
+    names = np.array(["low", "mid", "high"])[y]
+    frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
+    clf = FairLowRankFineTuner(mlp_backbone(n_out=3), rank=2, **FAST)
+    clf.fit(frame, names, sensitive_features=pd.Series(s))
+    assert list(clf.classes_) == ["high", "low", "mid"]
+    assert list(clf.feature_names_in_) == list(frame.columns)
+    assert set(clf.predict(frame)) <= set(clf.classes_)
+    assert clf.predict_proba(frame).shape == (len(X), 3)
+
+
+def test_image_input_is_not_flattened():
+    """An N x C x H x W array reaches a conv backbone unchanged."""
+    torch.manual_seed(0)
+    backbone = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+        nn.Flatten(), nn.Linear(16, 8), nn.ReLU(), nn.Linear(8, 2),
+    )
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(80, 3, 6, 6)).astype(np.float32)
+    y = (X[:, 0].mean(axis=(1, 2)) > 0).astype(int)
+    s = rng.choice([0, 1], size=80)
+    clf = FairLowRankFineTuner(backbone, rank=1, **FAST).fit(X, y, sensitive_features=s)
+    assert clf.n_features_in_ == 3
+    assert clf.predict_proba(X).shape == (80, 2)
+
+
+def test_probe_init_for_a_head_with_other_classes():
+    """head_init='probe' fits a new output layer when the head's size differs."""
+    X, y, s = make_task(n_classes=4)
+    with pytest.raises(ValueError, match="head_init='probe'"):
+        FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+            X, y, sensitive_features=s
+        )
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, head_init="probe", **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    assert clf.predict_proba(X).shape == (len(X), 4)
+    assert clf.score(X, y) > 0.5
+
+
+def test_export_module_reproduces_predictions(task):
+    """The exported plain torch module gives the estimator's logits."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    module = clf.export_module()
+    with torch.no_grad():
+        proba = torch.softmax(module(torch.from_numpy(X)), dim=1).double().numpy()
+    np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=1e-6)
+    assert not any(p.requires_grad for p in module[0].parameters())
+
+
+def test_trunk_is_frozen_and_caller_backbone_untouched(task):
+    """Only the head changes; the caller's backbone and inputs are not modified."""
+    X, y, s = task
+    backbone = mlp_backbone()
+    backbone.train()
+    before = _state(backbone)
+    X_copy, s_copy = X.copy(), s.copy()
+    clf = FairLowRankFineTuner(backbone, rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    for k, v in backbone.state_dict().items():
+        torch.testing.assert_close(v, before[k])
+    assert backbone.training and all(p.requires_grad for p in backbone.parameters())
+    np.testing.assert_array_equal(X, X_copy)
+    np.testing.assert_array_equal(s, s_copy)
+    torch.testing.assert_close(clf.model_[0].weight, before["0.weight"])
+
+
+# -------------------------------------------------- method and baselines
+def test_uniform_importance_is_plain_svd_of_the_head(task):
+    """importance='uniform' starts from the plain truncated SVD (f+SVD)."""
+    X, y, s = task
+    backbone = mlp_backbone(n_in=5, hidden=16, n_out=3)
+    X3, y3, s3 = make_task(n_classes=3)
+    clf = FairLowRankFineTuner(
+        backbone, rank=2, importance="uniform", optimizer=torch.optim.SGD,
+        lr=1e-12, max_epochs=1, random_state=0,
+    ).fit(X3, y3)
+    W = backbone[2].weight.detach().double().numpy().T
+    A, B = weighted_svd(W, np.ones(16), 2)
+    np.testing.assert_allclose(
+        _low_rank_product(clf.model_[2]), A @ B, atol=1e-5
+    )
+    np.testing.assert_array_equal(clf.importance_["2"], np.ones(16))
+    assert clf.neutral_importance_ is None
+
+
+def test_alpha_one_uses_only_the_first_groups_importance(task):
+    """alpha=1 gives Ihat_N = sqrt(I_g0) with g0 the first group in sorted order."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, alpha=1.0, **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    I = clf.group_importance_["2"]
+    expected = np.sqrt(I[0])
+    expected = np.maximum(expected, 1e-6 * expected.max())
+    np.testing.assert_allclose(clf.neutral_importance_["2"], expected)
+    clf0 = FairLowRankFineTuner(mlp_backbone(), rank=1, alpha=0.0, **FAST)
+    clf0.fit(X, y, sensitive_features=s)
+    np.testing.assert_allclose(
+        clf0.neutral_importance_["2"],
+        np.maximum(np.sqrt(I[1]), 1e-6 * np.sqrt(I[1]).max()),
+    )
+
+
+def test_fisher_importance_is_the_pooled_fisher(task):
+    """importance='fisher' (FWSVD) equals the row-count weighted mean of I_s."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, importance="fisher", **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    counts = np.array([(s == "a").sum(), (s == "b").sum()], dtype=float)
+    pooled = counts / counts.sum() @ clf.group_importance_["2"]
+    np.testing.assert_allclose(clf.importance_["2"], np.sqrt(pooled), rtol=1e-10)
+    # and it needs no groups at all
+    FairLowRankFineTuner(mlp_backbone(), rank=1, importance="fisher", **FAST).fit(X, y)
+
+
+def test_neutral_initialisation_is_the_weighted_svd():
+    """Before training, the factorized head is the Ihat_N-weighted SVD of W."""
+    X, y, s = make_task(n_classes=3)
+    backbone = mlp_backbone(n_out=3)
+    clf = FairLowRankFineTuner(
+        backbone, rank=1, optimizer=torch.optim.SGD, lr=1e-12, max_epochs=1,
+        random_state=0,
+    ).fit(X, y, sensitive_features=s)
+    W = backbone[2].weight.detach().double().numpy().T
+    A, B = weighted_svd(W, clf.neutral_importance_["2"], 1)
+    np.testing.assert_allclose(_low_rank_product(clf.model_[2]), A @ B, atol=1e-5)
+
+
+def test_more_than_two_groups_and_group_weights():
+    """Three groups: uniform mean by default, group_weights otherwise, alpha refused."""
+    X, y, _ = make_task(n=300)
+    s = np.tile(["x", "y", "z"], 100)
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    I = clf.group_importance_["2"]
+    np.testing.assert_allclose(
+        clf.neutral_importance_["2"], np.sqrt(I).mean(axis=0), rtol=1e-10
+    )
+    w = {"x": 2.0, "y": 1.0, "z": 1.0}
+    clf_w = FairLowRankFineTuner(mlp_backbone(), rank=1, group_weights=w, **FAST)
+    clf_w.fit(X, y, sensitive_features=s)
+    np.testing.assert_allclose(
+        clf_w.neutral_importance_["2"], np.array([0.5, 0.25, 0.25]) @ np.sqrt(I),
+        rtol=1e-10,
+    )
+    with pytest.raises(ValueError, match="alpha=0.7 only applies to two groups"):
+        FairLowRankFineTuner(mlp_backbone(), rank=1, alpha=0.7, **FAST).fit(
+            X, y, sensitive_features=s
+        )
+    with pytest.raises(ValueError, match="group_weights must have exactly one entry"):
+        FairLowRankFineTuner(
+            mlp_backbone(), rank=1, group_weights={"x": 1.0}, **FAST
+        ).fit(X, y, sensitive_features=s)
+
+
+def test_intersectional_dataframe_groups(task):
+    """Several sensitive columns are merged into intersectional groups."""
+    X, y, s = task
+    frame = pd.DataFrame({"sex": s, "age": np.tile(["young", "old"], len(s) // 2)})
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST)
+    clf.fit(X, y, sensitive_features=frame)
+    assert list(clf.groups_) == ["a,old", "a,young", "b,old", "b,young"]
+
+
+def test_small_group_with_a_single_class_still_works(task):
+    """A group of three rows, all of one class, is handled."""
+    X, y, s = task
+    s = s.copy()
+    idx = np.flatnonzero(y == 1)[:3]
+    s[:] = "big"
+    s[idx] = "tiny"
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    assert np.all(np.isfinite(clf.neutral_importance_["2"]))
+
+
+def test_dead_features_do_not_give_nan():
+    """Features that are zero on every row (dead ReLUs) give finite importances."""
+    X, y, s = make_task()
+    backbone = mlp_backbone()
+    with torch.no_grad():
+        backbone[0].bias[:8] = -100.0  # half of the hidden units never fire
+    clf = FairLowRankFineTuner(backbone, rank=1, **FAST).fit(X, y, sensitive_features=s)
+    ihat = clf.neutral_importance_["2"]
+    assert np.all(np.isfinite(ihat)) and np.all(ihat > 0)
+    assert np.all(np.isfinite(clf.predict_proba(X)))
+
+
+def test_fairness_penalty_reduces_the_demographic_parity_gap():
+    """A strong DP penalty gives a smaller selection-rate gap than none."""
+    rng = np.random.RandomState(0)
+    n = 600
+    s = rng.choice(["a", "b"], size=n)
+    X = rng.normal(size=(n, 5)).astype(np.float32)
+    X[:, 0] += np.where(s == "a", 1.0, -1.0)
+    y = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
+    kw = dict(rank=None, max_epochs=15, batch_size=100, random_state=0)
+    plain = FairLowRankFineTuner(mlp_backbone(), **kw).fit(X, y, sensitive_features=s)
+    fair = FairLowRankFineTuner(
+        mlp_backbone(), fairness_penalty="demographic_parity",
+        penalty_strength=5.0, **kw,
+    ).fit(X, y, sensitive_features=s)
+    gap_plain = demographic_parity_gap(y, plain.predict(X), sensitive_features=s)
+    gap_fair = demographic_parity_gap(y, fair.predict(X), sensitive_features=s)
+    assert gap_fair < gap_plain - 0.1
+
+
+def test_equalized_odds_penalty_runs_with_any_importance(task):
+    """The EO penalty combines with importance='uniform' and a factorized head."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(
+        mlp_backbone(), rank=1, importance="uniform",
+        fairness_penalty="equalized_odds", **FAST,
+    ).fit(X, y, sensitive_features=s)
+    assert clf.factorized_layers_ == ["2"]
+
+
+def test_no_feature_cache_gives_the_same_model(task):
+    """cache_features=False trains the same head as the cached path."""
+    X, y, s = task
+    a = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    b = FairLowRankFineTuner(mlp_backbone(), rank=1, cache_features=False, **FAST)
+    b.fit(X, y, sensitive_features=s)
+    np.testing.assert_allclose(a.predict_proba(X), b.predict_proba(X), atol=1e-5)
+    for k, v in a.group_importance_.items():
+        np.testing.assert_allclose(v, b.group_importance_[k], rtol=1e-5)
+
+
+# ------------------------------------------- reproducibility, clone, pickle
+def test_same_seed_same_predictions_and_rng_left_alone(task):
+    """Two fits with one random_state agree; the global torch RNG is not reseeded."""
+    X, y, s = task
+    backbone = mlp_backbone()
+    state = torch.get_rng_state()
+    a = FairLowRankFineTuner(backbone, rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    assert torch.equal(torch.get_rng_state(), state)
+    b = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_clone_and_pickle_round_trips(task):
+    """clone refits to the same model; pickle keeps identical predictions."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    again = clone(clf).fit(X, y, sensitive_features=s)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    loaded = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    deep = copy.deepcopy(clf)
+    np.testing.assert_array_equal(deep.predict(X), clf.predict(X))
+
+
+# ----------------------------------------------------------- verbosity
+def test_verbose_zero_prints_nothing(task, capsys):
+    """verbose=0 is silent; verbose=1 prints skorch's epoch log."""
+    X, y, s = task
+    FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(X, y, sensitive_features=s)
+    out = capsys.readouterr()
+    assert out.out == "" and out.err == ""
+    FairLowRankFineTuner(mlp_backbone(), rank=1, verbose=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    out = capsys.readouterr()
+    assert "train_loss" in out.out
+
+
+# ----------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    "sensitive,error,match",
+    [
+        (None, ValueError, "sensitive_features is required when importance='neutral'"),
+        (["a", "b"], ValueError, "sensitive_features has 2 rows but X has 300"),
+        ("nan", ValueError, "sensitive_features contains missing values"),
+        ("none", ValueError, "sensitive_features contains missing values"),
+        ("one", ValueError, "sensitive_features has 1 distinct group"),
+    ],
+)
+def test_bad_sensitive_features(task, sensitive, error, match):
+    """Missing, wrong-length, NaN/None and single-group sensitive_features raise."""
+    X, y, s = task
+    if sensitive == "nan":
+        sensitive = pd.Series(s).where(np.arange(len(s)) != 3, np.nan)
+    elif sensitive == "none":
+        sensitive = list(s)
+        sensitive[5] = None
+    elif sensitive == "one":
+        sensitive = np.full(len(s), "a")
+    with pytest.raises(error, match=match):
+        FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+            X, y, sensitive_features=sensitive
+        )
+
+
+def test_penalty_requires_groups_and_binary_target(task):
+    """A penalty without groups, or with a multiclass target, is refused."""
+    X, y, s = task
+    with pytest.raises(ValueError, match="fairness_penalty='demographic_parity'"):
+        FairLowRankFineTuner(
+            mlp_backbone(), rank=None, fairness_penalty="demographic_parity", **FAST
+        ).fit(X, y)
+    X3, y3, s3 = make_task(n_classes=3)
+    with pytest.raises(ValueError, match="needs a binary target, but y has 3"):
+        FairLowRankFineTuner(
+            mlp_backbone(n_out=3), rank=None, fairness_penalty="equalized_odds",
+            **FAST,
+        ).fit(X3, y3, sensitive_features=s3)
+
+
+@pytest.mark.parametrize(
+    "params,match",
+    [
+        ({"alpha": 1.5}, "'alpha' parameter"),
+        ({"alpha": -0.1}, "'alpha' parameter"),
+        ({"rank": 0}, "'rank' parameter"),
+        ({"importance": "pca"}, "'importance' parameter"),
+        ({"penalty_strength": -1}, "'penalty_strength' parameter"),
+        ({"backbone": "resnet"}, "'backbone' parameter"),
+    ],
+)
+def test_bad_parameters(task, params, match):
+    """Out-of-range or wrongly typed parameters name the parameter."""
+    X, y, s = task
+    kw = {"backbone": mlp_backbone(), **FAST, **params}
+    backbone = kw.pop("backbone")
+    with pytest.raises(ValueError, match=match):
+        FairLowRankFineTuner(backbone, **kw).fit(X, y, sensitive_features=s)
+
+
+def test_nan_or_inf_in_X(task):
+    """NaN or inf in X raise a ValueError naming X."""
+    X, y, s = task
+    for bad in (np.nan, np.inf):
+        Xb = X.copy()
+        Xb[0, 0] = bad
+        with pytest.raises(ValueError, match="Input X contains"):
+            FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+                Xb, y, sensitive_features=s
+            )
+
+
+def test_backbone_without_linear_and_bad_head_name(task):
+    """No nn.Linear, an unknown head name, or a head after which more runs: clear errors."""
+    X, y, s = task
+    conv_only = nn.Sequential(nn.Flatten(), nn.ReLU())
+    with pytest.raises(ValueError, match="contains no torch.nn.Linear"):
+        FairLowRankFineTuner(conv_only, rank=1, **FAST).fit(X, y, sensitive_features=s)
+    with pytest.raises(ValueError, match="head='classifier' is not a submodule"):
+        FairLowRankFineTuner(mlp_backbone(), head="classifier", **FAST).fit(
+            X, y, sensitive_features=s
+        )
+    with pytest.raises(ValueError, match="holds no torch.nn.Linear"):
+        FairLowRankFineTuner(mlp_backbone(), head="1", **FAST).fit(
+            X, y, sensitive_features=s
+        )
+    after = nn.Sequential(*mlp_backbone(), nn.Softmax(dim=1))
+    with pytest.raises(ValueError, match="head's output is not the backbone's"):
+        FairLowRankFineTuner(after, rank=1, **FAST).fit(X, y, sensitive_features=s)
+
+
+def test_nan_loss_stops_training_with_a_clear_error(task):
+    """A loss that becomes NaN raises TrainingDivergedError (a FloatingPointError)."""
+    X, y, s = task
+    backbone = mlp_backbone()
+    with torch.no_grad():
+        backbone[2].weight.mul_(1e38)  # logits overflow to inf -> NaN loss
+    with pytest.raises(TrainingDivergedError, match="became (nan|inf)"):
+        FairLowRankFineTuner(backbone, rank=None, **FAST).fit(X, y)
+    assert issubclass(TrainingDivergedError, FloatingPointError)
+
+
+def test_predict_before_fit_and_wrong_width(task):
+    """predict before fit raises NotFittedError; another width raises ValueError."""
+    from sklearn.exceptions import NotFittedError
+
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST)
+    with pytest.raises(NotFittedError):
+        clf.predict(X)
+    clf.fit(X, y, sensitive_features=s)
+    with pytest.raises(ValueError, match="features"):
+        clf.predict(X[:, :4])
