@@ -16,14 +16,14 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
-from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, ProgressBar
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import LabelEncoder
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
+from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback, ProgressBar
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -236,7 +236,7 @@ class _HeadNet(NeuralNetClassifier):
 # the estimator
 # --------------------------------------------------------------------------
 class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
-    """Fine-tune the head of a frozen torch backbone through a fair low-rank factorization.
+    """Fine-tune a frozen backbone's head through a neutralized low-rank factorization.
 
     The head (by default the backbone's last ``nn.Linear``) is replaced by two
     smaller layers found by a weighted SVD of its weight, whose weights are the
@@ -294,9 +294,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     optimizer : type, default=torch.optim.Adam
         Optimizer class.
     callbacks : list or None, default=None
-        skorch callbacks (copied before use).
+        Extra skorch callbacks (copied before use).
     train_split : callable or None, default=None
-        skorch's ``train_split``; ``None`` trains on every row.
+        The ``train_split`` of skorch; ``None`` trains on every row.
     cache_features : bool, default=True
         Compute the frozen features once per fit (in batches, without
         gradients) and train the head on them. ``False`` runs the frozen
@@ -705,7 +705,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             step = self.batch_size
             source = (
                 (f, y_t[i : i + len(f)], codes_t[i : i + len(f)])
-                for f, i in zip(head_inputs("Fisher"), range(0, len(y_t), step))
+                for f, i in zip(head_inputs("Fisher"), range(0, len(y_t), step),
+                                strict=True)
             )
         rows = group_row_importance(
             head, source, y_t, codes_t, n_groups, batch_size=self.batch_size

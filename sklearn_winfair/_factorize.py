@@ -26,7 +26,9 @@ def weighted_svd(weight, ihat, rank):
     Returns
     -------
     A : ndarray of shape (d, rank)
+        First factor, ``diag(ihat)^{-1} U_r S_r``.
     B : ndarray of shape (rank, k)
+        Second factor, ``V_r^T``.
 
     Examples
     --------

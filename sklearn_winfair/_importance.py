@@ -66,7 +66,7 @@ def _per_sample_rows_func(head, names, x, y):
     grads = vmap(grad(loss), in_dims=(None, 0, 0))(params, x, y)
     # torch weight is (k, d): summing the squares over k gives one value per
     # input feature j, i.e. per row of the paper's W.
-    return {n: grads[w].square().sum(dim=1) for n, w in zip(names, wanted)}
+    return {n: grads[w].square().sum(dim=1) for n, w in zip(names, wanted, strict=True)}
 
 
 @torch.no_grad()

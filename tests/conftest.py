@@ -56,7 +56,8 @@ def make_task(n=300, n_features=5, n_classes=2, seed=0):
     if n_classes == 2:
         y = (score > 0).astype(int)
     else:
-        y = np.digitize(score, np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1]))
+        cuts = np.quantile(score, np.linspace(0, 1, n_classes + 1)[1:-1])
+        y = np.digitize(score, cuts)
     s = np.where(rng.uniform(size=n) < 0.5 + 0.3 * (y > 0), "a", "b")
     return X, y, s
 

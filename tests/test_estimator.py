@@ -33,7 +33,7 @@ def _low_rank_product(layer):
 
 # ----------------------------------------------------------------- basics
 def test_fit_predict_binary_with_factorized_linear_head(task):
-    """Default head is the last Linear; rank 1 factorizes it and the model learns."""
+    """The default head is the last Linear; rank 1 factorizes it; the model learns."""
     X, y, s = task
     clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST)
     clf.fit(X, y, sensitive_features=s)
@@ -60,7 +60,7 @@ def test_rank_none_is_plain_fine_tuning_of_the_head(task):
 
 
 def test_multilayer_head_factorizes_each_large_enough_layer():
-    """In an MLP head, layers with min(in, out) > rank are factorized, others stay dense."""
+    """In an MLP head, layers with min(in, out) > rank are factorized, others not."""
     X, y, s = make_task(n_classes=3)
     clf = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=2, **FAST)
     clf.fit(X, y, sensitive_features=s)
@@ -440,7 +440,7 @@ def test_nan_or_inf_in_X(task):
 
 
 def test_backbone_without_linear_and_bad_head_name(task):
-    """No nn.Linear, an unknown head name, or a head after which more runs: clear errors."""
+    """No nn.Linear, an unknown head, or a layer after the head: clear errors."""
     X, y, s = task
     conv_only = nn.Sequential(nn.Flatten(), nn.ReLU())
     with pytest.raises(ValueError, match="contains no torch.nn.Linear"):
