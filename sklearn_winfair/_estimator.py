@@ -12,6 +12,8 @@ Which library does what:
 
 import copy
 import warnings
+
+import joblib
 from numbers import Integral, Real
 
 import numpy as np
@@ -19,9 +21,9 @@ import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import LabelEncoder
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, ProgressBar
 from torch import nn
@@ -164,6 +166,24 @@ def _layer_inputs(model, layer, X, batch_size, verbose, desc, check_output=False
             h.remove()
 
 
+def _extract_features(fingerprint, model, head, X, batch_size, verbose):
+    """Frozen features of ``X`` (the head's input), as a numpy array.
+
+    ``fingerprint`` identifies ``(backbone weights, head, X)`` for
+    :class:`joblib.Memory`, which ignores the other arguments.
+    """
+    batches = _layer_inputs(
+        model, head, X, batch_size, verbose, "frozen features", check_output=True
+    )
+    return torch.cat(list(batches)).cpu().numpy()
+
+
+def _fingerprint(backbone, head_name, X):
+    """Content hash of the backbone (architecture and weights), head and X."""
+    state = [(k, v.detach().cpu().numpy()) for k, v in backbone.state_dict().items()]
+    return joblib.hash((repr(backbone), state, head_name, X))
+
+
 class _HeadModule(nn.Module):
     """Let skorch feed ``{"x": features, "group": codes}`` to the head."""
 
@@ -302,6 +322,13 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         gradients) and train the head on them. ``False`` runs the frozen
         backbone at each training step instead, for data that do not fit in
         memory (``head_init="probe"`` still collects them once).
+    memory : str, joblib.Memory or None, default=None
+        Where to cache the frozen features across fits, as
+        :class:`~sklearn.pipeline.Pipeline` caches transformers: a folder path
+        or a :class:`joblib.Memory`. The key is a hash of the backbone's
+        architecture and weights, the head name and ``X``, so the fits of a
+        ``GridSearchCV`` over ``rank`` or ``alpha`` on the same fold extract
+        the features once. ``None`` caches within a fit only.
     device : str, default="cpu"
         Torch device for the backbone and the head.
     random_state : int, RandomState instance or None, default=None
@@ -404,6 +431,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         "callbacks": [list, None],
         "train_split": [callable, None],
         "cache_features": ["boolean"],
+        "memory": [None, str, HasMethods(["cache"])],
         "device": [str, torch.device],
         "random_state": ["random_state"],
         "verbose": ["verbose"],
@@ -429,6 +457,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         callbacks=None,
         train_split=None,
         cache_features=True,
+        memory=None,
         device="cpu",
         random_state=None,
         verbose=0,
@@ -450,6 +479,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.callbacks = callbacks
         self.train_split = train_split
         self.cache_features = cache_features
+        self.memory = memory
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
@@ -577,7 +607,18 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
 
         features = None
         if self.cache_features:
-            features = torch.cat(list(head_inputs("frozen features")))
+            memory = check_memory(self.memory)
+            if memory.location is None:
+                features = torch.cat(list(head_inputs("frozen features")))
+            else:
+                extract = memory.cache(
+                    _extract_features,
+                    ignore=["model", "head", "X", "batch_size", "verbose"],
+                )
+                key = _fingerprint(self.backbone, self.head_name_, X)
+                features = torch.from_numpy(
+                    extract(key, model, head, X_t, self.batch_size, verbose)
+                ).to(device)
 
         # 1. the head to decompose: pre-trained, or a linear probe in its place
         linear_names = linear_layer_names(head)

@@ -480,3 +480,31 @@ def test_predict_before_fit_and_wrong_width(task):
     clf.fit(X, y, sensitive_features=s)
     with pytest.raises(ValueError, match="features"):
         clf.predict(X[:, :4])
+
+
+def test_memory_shares_features_across_fits(task, tmp_path, monkeypatch):
+    """With memory=, a second fit on the same data skips feature extraction."""
+    import sklearn_winfair._estimator as est
+
+    X, y, s = task
+    calls = []
+    real = est._layer_inputs
+
+    def counting(model, layer, *args, **kwargs):
+        if kwargs.get("check_output"):
+            calls.append(1)
+        return real(model, layer, *args, **kwargs)
+
+    monkeypatch.setattr(est, "_layer_inputs", counting)
+    backbone = mlp_backbone()
+    a = FairLowRankFineTuner(backbone, rank=1, memory=str(tmp_path), **FAST)
+    a.fit(X, y, sensitive_features=s)
+    n_first = len(calls)
+    b = FairLowRankFineTuner(copy.deepcopy(backbone), rank=1, alpha=0.9,
+                             memory=str(tmp_path), **FAST)
+    b.fit(X, y, sensitive_features=s)
+    # the Fisher pass reuses the cached features too: no extraction at all
+    assert n_first == 1 and len(calls) == 1
+    ref = FairLowRankFineTuner(backbone, rank=1, alpha=0.9, **FAST)
+    ref.fit(X, y, sensitive_features=s)
+    np.testing.assert_array_equal(b.predict_proba(X), ref.predict_proba(X))
