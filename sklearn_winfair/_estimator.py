@@ -12,10 +12,9 @@ Which library does what:
 
 import copy
 import warnings
-
-import joblib
 from numbers import Integral, Real
 
+import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
