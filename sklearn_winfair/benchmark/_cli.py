@@ -1,0 +1,79 @@
+"""Command line interface: ``winfair-bench {adult,german,images} [options]``."""
+
+import argparse
+import sys
+
+__all__ = ["build_parser", "main"]
+
+_DESCRIPTION = (
+    "Reproduce the experiments of Zhang & Zhou (2024), arXiv:2403.00625, with "
+    "sklearn-winfair: fine-tune a frozen pre-trained backbone on a new task "
+    "by TL, f+SVD, FWSVD, OURS and fairness-aware peers, and write runs.csv, "
+    "markdown tables, a summary and plots."
+)
+
+
+def build_parser():
+    """Return the ``argparse`` parser of ``winfair-bench``."""
+    parser = argparse.ArgumentParser(prog="winfair-bench",
+                                     description=_DESCRIPTION)
+    sub = parser.add_subparsers(dest="dataset", required=True,
+                                metavar="{adult,german,images}")
+    helps = {
+        "adult": "Adult income (sex), paper Sec. 3.2 and 4.2-4.5",
+        "german": "German credit (sex)",
+        "images": "constructed coloured-digits CNN task (not CelebA/LFW+a)",
+    }
+    for name, text in helps.items():
+        p = sub.add_parser(name, help=text, description=text)
+        p.add_argument("--quick", action="store_true",
+                       help="3 seeds, few epochs, large batches (adult: ~5 "
+                            "minutes on 2 CPU cores)")
+        p.add_argument("--seeds", type=int, default=None,
+                       help="number of seeds (default 10, or 3 with --quick)")
+        p.add_argument("--epochs", type=int, default=None,
+                       help="fine-tuning epochs (default depends on the mode)")
+        p.add_argument("--out", default=None,
+                       help="results folder (default winfair-results/<subcommand>)")
+        p.add_argument("--methods", default=None,
+                       help="comma-separated shell patterns selecting the "
+                            "methods of the main comparison, e.g. "
+                            "'TL,OURS*,ThrOpt*'")
+        p.add_argument("--no-plots", action="store_true",
+                       help="do not write the PNG plots")
+        p.add_argument("--batch-size", type=int, default=None,
+                       help="mini-batch size of every torch loop")
+        p.add_argument("--n-rows", type=int, default=None,
+                       help="subsample the data set (smoke tests)")
+        p.add_argument("--no-progress", action="store_true",
+                       help="hide the progress bar")
+    return parser
+
+
+def main(argv=None):
+    """Run ``winfair-bench``; return the exit status.
+
+    Parameters
+    ----------
+    argv : list of str or None, default=None
+        Arguments; None reads ``sys.argv[1:]``.
+
+    Returns
+    -------
+    int
+        0 on success.
+    """
+    args = build_parser().parse_args(argv)
+    from ._runner import run_benchmark
+
+    run_benchmark(
+        args.dataset, quick=args.quick, seeds=args.seeds, epochs=args.epochs,
+        out=args.out, methods=args.methods, plots=not args.no_plots,
+        n_rows=args.n_rows, progress=not args.no_progress,
+        batch_size=args.batch_size,
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
