@@ -92,11 +92,22 @@ def _replace_submodule(model, name, new):
     return model
 
 
-def _to_tensor(X, dtype, device):
+def _to_tensor(X, dtype):
+    """Return X as a CPU tensor (sharing memory when possible; never written to).
+
+    Batches are copied to the device one at a time (:func:`_batch`), so a
+    backbone that works in place never touches the caller's array, and X
+    never has to fit on the device as a whole.
+    """
     arr = np.asarray(X)
     if not arr.flags.writeable or not arr.flags.c_contiguous:
         arr = np.array(arr, copy=True, order="C")
-    return torch.from_numpy(arr).to(device=device, dtype=dtype)
+    return torch.from_numpy(arr).to(dtype=dtype)
+
+
+def _batch(X, start, batch_size, device):
+    """Rows ``start:start + batch_size`` of X, copied onto ``device``."""
+    return X[start : start + batch_size].to(device, copy=True)
 
 
 def _batches(n, batch_size, verbose, desc):
@@ -107,7 +118,8 @@ def _batches(n, batch_size, verbose, desc):
 
 
 @torch.no_grad()
-def _layer_inputs(model, layer, X, batch_size, verbose, desc, check_output=False):
+def _layer_inputs(model, layer, X, batch_size, verbose, desc, check_output=False,
+                  device=None):
     """Run ``model`` over ``X`` in batches and yield the inputs of ``layer``.
 
     With ``check_output``, also check on the first batch that ``layer``'s
@@ -142,7 +154,10 @@ def _layer_inputs(model, layer, X, batch_size, verbose, desc, check_output=False
             captured.clear()
             captured["active"] = True
             try:
-                out = model(X[start : start + batch_size])
+                xb = X[start : start + batch_size]
+                if device is not None:
+                    xb = _batch(X, start, batch_size, device)
+                out = model(xb)
             finally:
                 captured["active"] = False
             if "x" not in captured:
@@ -165,21 +180,27 @@ def _layer_inputs(model, layer, X, batch_size, verbose, desc, check_output=False
             h.remove()
 
 
-def _extract_features(fingerprint, model, head, X, batch_size, verbose):
+def _extract_features(fingerprint, model, head, X, batch_size, verbose, device):
     """Frozen features of ``X`` (the head's input), as a numpy array.
 
     ``fingerprint`` identifies ``(backbone weights, head, X)`` for
     :class:`joblib.Memory`, which ignores the other arguments.
     """
     batches = _layer_inputs(
-        model, head, X, batch_size, verbose, "frozen features", check_output=True
+        model, head, X, batch_size, verbose, "frozen features", check_output=True,
+        device=device,
     )
-    return torch.cat(list(batches)).cpu().numpy()
+    # float32 on disk: numpy has no bfloat16
+    return torch.cat(list(batches)).float().cpu().numpy()
 
 
 def _fingerprint(backbone, head_name, X):
     """Content hash of the backbone (architecture and weights), head and X."""
-    state = [(k, v.detach().cpu().numpy()) for k, v in backbone.state_dict().items()]
+    state = []
+    for k, v in backbone.state_dict().items():
+        v = v.detach().cpu()
+        values = v.float() if v.is_floating_point() else v
+        state.append((k, str(v.dtype), values.numpy()))
     return joblib.hash((repr(backbone), state, head_name, X))
 
 
@@ -535,9 +556,16 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             raise TypeError("backbone must be a torch.nn.Module.")
 
         seed = check_random_seed(self.random_state)
-        devices = [] if torch.device(self.device).type == "cpu" else None
-        with torch.random.fork_rng(devices=devices, enabled=seed is not None):
-            if seed is not None:
+        on_cpu = torch.device(self.device).type == "cpu"
+        # fork the RNGs we seed, so the caller's global state is left alone;
+        # on CPU only the CPU generator is seeded (torch.manual_seed would
+        # also reseed every accelerator)
+        with torch.random.fork_rng(
+            devices=[] if on_cpu else None, enabled=seed is not None
+        ):
+            if seed is not None and on_cpu:
+                torch.default_generator.manual_seed(seed)
+            elif seed is not None:
                 torch.manual_seed(seed)
             self._fit(X, y_enc, codes, n_groups, n_classes)
         return self
@@ -564,7 +592,14 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                     n=n_groups, groups=list(self.groups_), reason=reason
                 )
             )
-        if n_groups > 2 and self.alpha != 0.5:
+        uses_alpha = self.rank is not None and self.importance == "neutral"
+        if uses_alpha and self.alpha != 0.5 and self.group_weights is not None:
+            raise ValueError(
+                f"alpha={self.alpha} and group_weights are both set; they say the "
+                "same thing two ways. Set group_weights only (alpha=0.5) or "
+                "alpha only (group_weights=None)."
+            )
+        if uses_alpha and n_groups > 2 and self.alpha != 0.5:
             raise ValueError(
                 f"alpha={self.alpha} only applies to two groups, but "
                 f"sensitive_features has {n_groups}. Leave alpha=0.5 and set "
@@ -590,8 +625,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             p.requires_grad_(False)
         self.head_name_ = _resolve_head(model, self.head)
         head = model.get_submodule(self.head_name_)
-        dtype = next(head.parameters()).dtype
-        X_t = _to_tensor(X, dtype, device)
+        dtype = next(model.parameters()).dtype  # what the trunk takes
+        X_t = _to_tensor(X, dtype)
         y_t = torch.from_numpy(y_enc).to(device)
         codes_t = torch.from_numpy(
             codes if codes is not None else np.zeros(len(X), dtype=np.int64)
@@ -601,23 +636,24 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         def head_inputs(desc):
             # late binding: uses the current `model` and `head` (after a probe)
             return _layer_inputs(
-                model, head, X_t, self.batch_size, verbose, desc, check_output=True
+                model, head, X_t, self.batch_size, verbose, desc, check_output=True,
+                device=device,
             )
 
         features = None
         if self.cache_features:
-            memory = check_memory(self.memory)
-            if memory.location is None:
+            if self.memory is None:
                 features = torch.cat(list(head_inputs("frozen features")))
             else:
-                extract = memory.cache(
+                extract = check_memory(self.memory).cache(
                     _extract_features,
-                    ignore=["model", "head", "X", "batch_size", "verbose"],
+                    ignore=["model", "head", "X", "batch_size", "verbose", "device"],
                 )
                 key = _fingerprint(self.backbone, self.head_name_, X)
-                features = torch.from_numpy(
-                    extract(key, model, head, X_t, self.batch_size, verbose)
-                ).to(device)
+                cached = extract(key, model, head, X_t, self.batch_size, verbose,
+                                 device)
+                head_dtype = next(head.parameters()).dtype
+                features = torch.from_numpy(cached).to(device, head_dtype)
 
         # 1. the head to decompose: pre-trained, or a linear probe in its place
         linear_names = linear_layer_names(head)
@@ -655,7 +691,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                     "plain fine-tuning of the head (rank=None). Choose a "
                     "smaller rank to factorize.",
                     NoFactorizationWarning,
-                    stacklevel=3,
+                    stacklevel=4,  # _fit < fit < _fit_context < caller
                 )
 
         # 3. importances and the weighted SVD
@@ -692,7 +728,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             X_train = {"x": features, "group": codes_t}
         else:
             module = _TrunkAndHead(model, new_head)
-            X_train = {"x": X_t, "group": codes_t}
+            X_train = {"x": X_t, "group": codes_t.cpu()}
         self.net_ = self._make_net(module, n_classes)
         self.net_.fit(X_train, y_t)
         model.eval()
@@ -765,7 +801,25 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             ihats = {n: neutral_importance(r, mix) for n, r in rows.items()}
         return ihats, (rows if codes is not None else None)
 
+    #: skorch arguments the estimator sets itself (net_params may not).
+    _RESERVED_NET_PARAMS = {
+        "module": "backbone/head", "criterion": "(cross-entropy, fixed)",
+        "optimizer": "optimizer", "lr": "lr", "max_epochs": "max_epochs",
+        "batch_size": "batch_size", "train_split": "train_split",
+        "callbacks": "callbacks", "device": "device", "verbose": "verbose",
+        "classes": "(taken from y)", "iterator_train__shuffle": "(always True)",
+        "fairness_penalty": "fairness_penalty",
+        "penalty_strength": "penalty_strength",
+    }
+
     def _make_net(self, module, n_classes):
+        clash = sorted(set(self.net_params or {}) & set(self._RESERVED_NET_PARAMS))
+        if clash:
+            hints = {k: self._RESERVED_NET_PARAMS[k] for k in clash}
+            raise ValueError(
+                f"net_params sets {clash}, which the estimator sets itself; use "
+                f"its own parameter instead: {hints}."
+            )
         callbacks = copy.deepcopy(self.callbacks) if self.callbacks else []
         callbacks = list(callbacks) + [("stop_on_nonfinite", _StopOnNonFiniteLoss())]
         if self.verbose > 1:
@@ -798,10 +852,10 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         )
         device = torch.device(self.device)
         dtype = next(self.model_.parameters()).dtype
-        X_t = _to_tensor(X, dtype, device)
+        X_t = _to_tensor(X, dtype)
         self.model_.eval()
         out = [
-            self.model_(X_t[i : i + self.batch_size])
+            self.model_(_batch(X_t, i, self.batch_size, device))
             for i in range(0, len(X_t), self.batch_size)
         ]
         return torch.cat(out).double()

@@ -54,6 +54,8 @@ def check_sensitive_features(sensitive_features, n_samples):
     """
     if isinstance(sensitive_features, pd.DataFrame):
         frame = sensitive_features
+    elif isinstance(sensitive_features, dict):  # fairlearn accepts {name: column}
+        frame = pd.DataFrame(sensitive_features)
     elif isinstance(sensitive_features, pd.Series):
         frame = sensitive_features.to_frame()
     else:

@@ -508,3 +508,108 @@ def test_memory_shares_features_across_fits(task, tmp_path, monkeypatch):
     ref = FairLowRankFineTuner(backbone, rank=1, alpha=0.9, **FAST)
     ref.fit(X, y, sensitive_features=s)
     np.testing.assert_array_equal(b.predict_proba(X), ref.predict_proba(X))
+
+
+class _InPlaceFirst(nn.Module):
+    """Backbone whose first step writes into its input (x -= 1, in place)."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = mlp_backbone()
+
+    def forward(self, x):
+        x.sub_(1.0)
+        return self.body(x)
+
+
+def test_in_place_backbone_does_not_touch_callers_X(task):
+    """fit and predict copy each batch, so an in-place backbone cannot edit X."""
+    X, y, s = task
+    X_before = X.copy()
+    clf = FairLowRankFineTuner(_InPlaceFirst(), rank=1, **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    clf.predict_proba(X)
+    FairLowRankFineTuner(_InPlaceFirst(), rank=1, cache_features=False, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    np.testing.assert_array_equal(X, X_before)
+
+
+def test_group_importance_matches_an_independent_fisher():
+    """Each group's row equals the closed form on that group's rows and labels.
+
+    Labels and groups are strings whose sorted order differs from their order of
+    appearance, so any misalignment of codes, classes or rows would show.
+    """
+    X, y, s = make_task(n=200)
+    labels = np.where(y == 1, "alpha", "zulu")  # class 0 of classes_ is "alpha"
+    groups = np.where(s == "a", "zz", "aa")  # groups_[0] is "aa"
+    backbone = mlp_backbone()
+    clf = FairLowRankFineTuner(backbone, rank=1, **FAST)
+    clf.fit(X, labels, sensitive_features=groups)
+    with torch.no_grad():
+        feats = backbone[:2](torch.from_numpy(X)).double().numpy()
+        W = backbone[2].weight.double().numpy().T
+        b = backbone[2].bias.double().numpy()
+    logits = feats @ W + b
+    p = np.exp(logits - logits.max(axis=1, keepdims=True))
+    p /= p.sum(axis=1, keepdims=True)
+    onehot = np.eye(2)[(labels == "zulu").astype(int)]
+    rows = feats**2 * ((p - onehot) ** 2).sum(axis=1, keepdims=True)
+    expected = np.vstack([rows[groups == "aa"].mean(0), rows[groups == "zz"].mean(0)])
+    assert list(clf.groups_) == ["aa", "zz"]
+    np.testing.assert_allclose(clf.group_importance_["2"], expected, rtol=1e-4,
+                               atol=1e-9)
+
+
+def test_alpha_and_group_weights_together_are_refused(task):
+    """Setting both alpha and group_weights is ambiguous and raises."""
+    X, y, s = task
+    with pytest.raises(ValueError, match="alpha=0.9 and group_weights are both set"):
+        FairLowRankFineTuner(
+            mlp_backbone(), rank=1, alpha=0.9, group_weights={"a": 1, "b": 1}, **FAST
+        ).fit(X, y, sensitive_features=s)
+    # alpha plays no part without the neutral importance: no error
+    s3 = np.tile(["x", "y", "z"], 100)
+    FairLowRankFineTuner(mlp_backbone(), rank=None, alpha=0.9, **FAST).fit(
+        X, y, sensitive_features=s3
+    )
+
+
+def test_net_params_cannot_override_estimator_parameters(task):
+    """net_params={"lr": ...} raises and names the estimator's own parameter."""
+    X, y, s = task
+    with pytest.raises(ValueError, match=r"net_params sets \['lr'\]"):
+        FairLowRankFineTuner(
+            mlp_backbone(), rank=1, net_params={"lr": 0.1}, **FAST
+        ).fit(X, y, sensitive_features=s)
+    FairLowRankFineTuner(
+        mlp_backbone(), rank=1, net_params={"optimizer__weight_decay": 1e-4}, **FAST
+    ).fit(X, y, sensitive_features=s)
+
+
+def test_no_factorization_warning_points_at_the_caller(task):
+    """The warning's location is this test file, not scikit-learn's wrapper."""
+    X, y, s = task
+    with pytest.warns(NoFactorizationWarning) as rec:
+        FairLowRankFineTuner(mlp_backbone(), rank=4, **FAST).fit(
+            X, y, sensitive_features=s
+        )
+    assert rec[0].filename == __file__
+
+
+def test_dict_of_sensitive_columns(task):
+    """A dict {name: column} is accepted, as fairlearn accepts it."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST)
+    clf.fit(X, y, sensitive_features={"sex": s})
+    assert list(clf.groups_) == ["a", "b"]
+
+
+def test_memory_with_bfloat16_backbone(task, tmp_path):
+    """memory= works for a bfloat16 backbone (numpy has no bfloat16)."""
+    X, y, s = task
+    backbone = mlp_backbone().to(torch.bfloat16)
+    clf = FairLowRankFineTuner(backbone, rank=1, memory=str(tmp_path), **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    assert clf.predict_proba(X).dtype == np.float64
