@@ -19,16 +19,42 @@ PAPER_NOTE = (
     "number of Tables 2–3 or Fig. 4 could be read; every 'paper' cell is "
     "n/a rather than a guess."
 )
-RANK_NOTE = (
-    "Which configurations can show a difference between importances: (a) the "
-    "linear head 10→2 at rank 1 is the only factorization there, and for a "
-    "binary task the decision depends only on the logit difference, a single "
-    "direction of the 10-d features, which a rank-1 head expresses exactly; "
-    "the importances only change the initialization, not the expressible "
-    "decision rules. (b) the 2-layer head 64→10→2 at ranks 1–8 and (c) the "
-    "4-class probe head at ranks 1–3 truncate real directions, so the "
-    "importance weighting decides what is kept and can change the result."
-)
+#: What each configuration can show, keyed by the start of its label.
+RANK_NOTES = {
+    "a:": (
+        "(a) the linear head 10→2 at rank 1 is the only factorization there, "
+        "and for a binary task the decision depends only on the logit "
+        "difference, a single direction of the 10-d features, which a rank-1 "
+        "head expresses exactly; the importances only change the "
+        "initialization, not the expressible decision rules."
+    ),
+    "b: 2-layer": (
+        "(b) the 2-layer head 64→10→2 truncates real directions of its first "
+        "layer (64→10) at ranks 1–8 (its 10→2 layer is factorized only at "
+        "rank 1), so the importance weighting decides what is kept and can "
+        "change the result."
+    ),
+    "b: CNN": (
+        "The CNN head 256→32→2 truncates real directions of its first layer "
+        "(256→32) at every rank of the sweep (its 32→2 layer is factorized "
+        "only at rank 1), so the importance weighting decides what is kept "
+        "and can change the result."
+    ),
+    "c:": (
+        "(c) the 4-class probe head at ranks 1–3 truncates real directions, "
+        "so the importance weighting decides what is kept and can change the "
+        "result."
+    ),
+}
+
+
+def rank_note(runs):
+    """Say which of the configurations in ``runs`` can separate importances."""
+    configs = set(runs["config"])
+    parts = [text for prefix, text in RANK_NOTES.items()
+             if any(c.startswith(prefix) for c in configs)]
+    return ("Which configurations can show a difference between importances: "
+            + " ".join(parts))
 
 
 def summarize(runs, experiment):
@@ -188,7 +214,7 @@ def rank_sweep(runs):
                       f"importances: {_spread_sentence(s)}.")
     if not blocks:
         return ""
-    return "\n\n".join(blocks) + "\n\n" + RANK_NOTE
+    return "\n\n".join(blocks) + "\n\n" + rank_note(runs)
 
 
 def _paired(runs, experiment, a, b, col):
@@ -234,12 +260,13 @@ def findings(runs, settings):
                 f"{t.err_mean:.2f}, ΔDP from {p.dp_gap_mean:.3f} to "
                 f"{t.dp_gap_mean:.3f} and ΔEO from {p.eo_gap_mean:.3f} to "
                 f"{t.eo_gap_mean:.3f} relative to the pre-trained model.")
+        main_config = runs.loc[runs["experiment"] == "main", "config"].iloc[0]
         for other in ("TL", "f+SVD", "FWSVD"):
             diffs = [_paired(runs, "main", "OURS", other, c)
                      for c in ("err", "dp_gap", "eo_gap")]
             if all(d is not None for d in diffs):
                 out.append(
-                    f"OURS − {other} (paired over seeds, config a): "
+                    f"OURS − {other} (paired over seeds, config {main_config}): "
                     + ", ".join(_describe_diff(n, d, k) for n, d, k in zip(
                         ("Err", "ΔDP", "ΔEO"), diffs, (2, 3, 3), strict=False)) + ".")
         fair = main[main["family"] != "reference"]
