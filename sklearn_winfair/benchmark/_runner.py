@@ -298,16 +298,21 @@ def _adult_seed(settings, seed, rec, artifacts):
                settings.ranks_c, head_init="probe")
 
     if seed == 0:
-        artifacts["importance"] = fitted_b.get((settings.alpha_rank, "OURS"))
-        artifacts["pca"] = {
-            "input of linear head (10-d)": ctx.features(LINEAR_HEAD, "test"),
-            "input of 2-layer head (64-d)": ctx.features(MLP_HEAD, "test"),
-            "groups": task.test.s,
-        }
+        _mlp_plot_artifacts(artifacts, settings, ctx, task, fitted_b)
     artifacts.setdefault("descriptions", {}).update(
         {"adult-income": task.description, "adult-education": edu.description,
          "sizes": task.sizes(), "architecture": ARCHITECTURE,
          "n_features": n_in})
+
+
+def _mlp_plot_artifacts(artifacts, settings, ctx, task, fitted_b):
+    """Keep what the importance and PCA plots need from seed 0 of an MLP run."""
+    artifacts["importance"] = fitted_b.get((settings.alpha_rank, "OURS"))
+    artifacts["pca"] = {
+        "input of linear head (10-d)": ctx.features(LINEAR_HEAD, "test"),
+        "input of 2-layer head (64-d)": ctx.features(MLP_HEAD, "test"),
+        "groups": task.test.s,
+    }
 
 
 def _german_seed(settings, seed, rec, artifacts):
@@ -321,12 +326,7 @@ def _german_seed(settings, seed, rec, artifacts):
     fitted_b = _run_sweep(rec, "rank_sweep_b", CONFIG_B, ctx, MLP_HEAD,
                           settings.ranks_b)
     if seed == 0:
-        artifacts["importance"] = fitted_b.get((settings.alpha_rank, "OURS"))
-        artifacts["pca"] = {
-            "input of linear head (10-d)": ctx.features(LINEAR_HEAD, "test"),
-            "input of 2-layer head (64-d)": ctx.features(MLP_HEAD, "test"),
-            "groups": task.test.s,
-        }
+        _mlp_plot_artifacts(artifacts, settings, ctx, task, fitted_b)
     artifacts.setdefault("descriptions", {}).update(
         {"german": task.description, "sizes": task.sizes(),
          "architecture": ARCHITECTURE, "n_features": n_in})
