@@ -19,6 +19,14 @@ def _pyplot():
     return plt
 
 
+
+def _finish(plt, fig, path, title):
+    """Title, lay out, save at 120 dpi and close ``fig``."""
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
 def plot_pareto(summary, path, title):
     """Err vs ΔDP and Err vs ΔEO of every method (mean ± std over seeds).
 
@@ -44,10 +52,7 @@ def plot_pareto(summary, path, title):
         ax.set_xlabel(label + " (lower is fairer)")
         ax.set_ylabel("Err = 100 - weighted F1 (%)")
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, path, title)
 
 
 def plot_alpha(summary, path, title):
@@ -65,10 +70,7 @@ def plot_alpha(summary, path, title):
         ax.set_xlabel("alpha (weight of the first group)")
         ax.set_ylabel(label)
         ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, path, title)
 
 
 def plot_importance(estimator, path, title):
@@ -99,10 +101,7 @@ def plot_importance(estimator, path, title):
         ax.set_xlabel("input index j")
         ax.set_ylabel("Fisher importance")
         ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, path, title)
 
 
 def plot_pca(features, groups, path, title, max_points=3000, seed=0):
@@ -136,7 +135,4 @@ def plot_pca(features, groups, path, title, max_points=3000, seed=0):
         ax.set_xlabel("PC1")
         ax.set_ylabel("PC2")
         ax.legend(markerscale=3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    _finish(plt, fig, path, title)
