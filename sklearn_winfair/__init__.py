@@ -19,7 +19,7 @@ from ._fairness import (
     weighted_f1_error,
 )
 from ._importance import group_row_importance, neutral_importance
-from .exceptions import NoFactorizationWarning, TrainingDivergedError
+from .exceptions import TrainingDivergedError
 
 __version__ = "0.1.0.dev0"
 
@@ -43,7 +43,6 @@ __all__ = [
     "demographic_parity_penalty",
     "equalized_odds_penalty",
     # errors and warnings
-    "NoFactorizationWarning",
     "TrainingDivergedError",
     "__version__",
 ]

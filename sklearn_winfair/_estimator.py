@@ -11,7 +11,6 @@ Which library does what:
 """
 
 import copy
-import warnings
 from numbers import Integral, Real
 
 import joblib
@@ -44,7 +43,7 @@ from ._validation import (
     check_sensitive_features,
     encode_groups,
 )
-from .exceptions import NoFactorizationWarning, TrainingDivergedError
+from .exceptions import TrainingDivergedError
 
 __all__ = ["FairLowRankFineTuner"]
 
@@ -670,29 +669,12 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 "a new output layer on the frozen features first."
             )
 
-        # 2. which layers to factorize
-        to_factorize = []
-        if self.rank is not None:
-            for name in linear_names:
-                layer = head.get_submodule(name) if name else head
-                if min(layer.in_features, layer.out_features) > self.rank:
-                    to_factorize.append(name)
-            if not to_factorize:
-                shapes = {
-                    self._qualified(n): (
-                        (head.get_submodule(n) if n else head).in_features,
-                        (head.get_submodule(n) if n else head).out_features,
-                    )
-                    for n in linear_names
-                }
-                warnings.warn(
-                    f"rank={self.rank} is at or above min(in, out) of every head "
-                    f"layer {shapes}, so nothing is factorized and the fit is "
-                    "plain fine-tuning of the head (rank=None). Choose a "
-                    "smaller rank to factorize.",
-                    NoFactorizationWarning,
-                    stacklevel=4,  # _fit < fit < _fit_context < caller
-                )
+        # 2. which layers to factorize: every linear layer, at min(rank, in, out)
+        to_factorize = list(linear_names) if self.rank is not None else []
+        ranks = {}
+        for name in to_factorize:
+            layer = head.get_submodule(name) if name else head
+            ranks[name] = min(self.rank, layer.in_features, layer.out_features)
 
         # 3. importances and the weighted SVD
         self.group_importance_ = None
@@ -706,7 +688,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             )
             for name in to_factorize:
                 layer = head.get_submodule(name) if name else head
-                low_rank = factorize_linear(layer, ihats[name], self.rank)
+                low_rank = factorize_linear(layer, ihats[name], ranks[name])
                 new_head = _replace_submodule(new_head, name, low_rank)
             self.importance_ = {self._qualified(n): ihats[n] for n in to_factorize}
             if group_rows is not None:
@@ -716,7 +698,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             if self.importance == "neutral":
                 self.neutral_importance_ = dict(self.importance_)
         self.factorized_layers_ = [self._qualified(n) for n in to_factorize]
-        self.rank_ = self.rank if to_factorize else None
+        self.ranks_ = {self._qualified(n): r for n, r in ranks.items()}
+        self.rank_ = max(ranks.values()) if ranks else None
         for p in new_head.parameters():
             p.requires_grad_(True)
         model = _replace_submodule(model, self.head_name_, new_head)

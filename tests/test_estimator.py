@@ -2,6 +2,7 @@
 
 import copy
 import pickle
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -13,7 +14,6 @@ from torch import nn
 
 from sklearn_winfair import (
     FairLowRankFineTuner,
-    NoFactorizationWarning,
     TrainingDivergedError,
     demographic_parity_gap,
 )
@@ -59,30 +59,33 @@ def test_rank_none_is_plain_fine_tuning_of_the_head(task):
     assert isinstance(clf.model_.get_submodule("2"), nn.Linear)
 
 
-def test_multilayer_head_factorizes_each_large_enough_layer():
-    """In an MLP head, layers with min(in, out) > rank are factorized, others not."""
+def test_multilayer_head_factorizes_each_layer_at_min_rank_in_out():
+    """In an MLP head every Linear is factorized, at min(rank, in, out)."""
     X, y, s = make_task(n_classes=3)
     clf = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=2, **FAST)
     clf.fit(X, y, sensitive_features=s)
     assert clf.factorized_layers_ == ["1.0", "1.2"]
+    assert clf.ranks_ == {"1.0": 2, "1.2": 2}
     assert set(clf.group_importance_) == {"1.0", "1.2"}
     assert clf.group_importance_["1.0"].shape == (2, 16)
     assert clf.group_importance_["1.2"].shape == (2, 8)
-    clf3 = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=3, **FAST)
-    clf3.fit(X, y, sensitive_features=s)
-    assert clf3.factorized_layers_ == ["1.0"]  # 8 -> 3 has min 3, kept dense
-    assert isinstance(clf3.model_.get_submodule("1.2"), nn.Linear)
+    clf5 = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=5, **FAST)
+    clf5.fit(X, y, sensitive_features=s)
+    # 16 -> 8 at rank 5; 8 -> 3 at its full rank 3
+    assert clf5.ranks_ == {"1.0": 5, "1.2": 3}
+    assert isinstance(clf5.model_.get_submodule("1.2"), LowRankLinear)
 
 
-def test_rank_too_large_warns_once_and_trains_dense(task):
-    """A rank >= every layer's min(in, out) warns once and factorizes nothing."""
+def test_rank_above_layer_size_is_full_rank_and_silent(task):
+    """rank >= min(in, out) factorizes at full rank, without any warning."""
     X, y, s = task
-    with pytest.warns(NoFactorizationWarning, match="nothing is factorized") as rec:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         clf = FairLowRankFineTuner(mlp_backbone(), rank=4, **FAST).fit(
             X, y, sensitive_features=s
         )
-    assert len(rec) == 1
-    assert clf.factorized_layers_ == []
+    assert clf.factorized_layers_ == ["2"] and clf.ranks_ == {"2": 2}
+    assert clf.n_trainable_params_ == 16 * 2 + 2 * 2 + 2
 
 
 def test_string_multiclass_targets_and_dataframe_input():
@@ -586,16 +589,6 @@ def test_net_params_cannot_override_estimator_parameters(task):
     FairLowRankFineTuner(
         mlp_backbone(), rank=1, net_params={"optimizer__weight_decay": 1e-4}, **FAST
     ).fit(X, y, sensitive_features=s)
-
-
-def test_no_factorization_warning_points_at_the_caller(task):
-    """The warning's location is this test file, not scikit-learn's wrapper."""
-    X, y, s = task
-    with pytest.warns(NoFactorizationWarning) as rec:
-        FairLowRankFineTuner(mlp_backbone(), rank=4, **FAST).fit(
-            X, y, sensitive_features=s
-        )
-    assert rec[0].filename == __file__
 
 
 def test_dict_of_sensitive_columns(task):
