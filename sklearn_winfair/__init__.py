@@ -3,23 +3,30 @@
 Weight-importance neutralization (Zhang & Zhou, 2024): replace the head of a
 frozen backbone by a low-rank factorization weighted by the groups'
 neutralized Fisher importance, and fine-tune only that, through skorch.
+
+The estimator and the building blocks of the method live at the root; the
+public subpackages group the rest as scikit-learn and fairlearn do:
+:mod:`sklearn_winfair.metrics`, :mod:`sklearn_winfair.model_selection`,
+:mod:`sklearn_winfair.penalties` and :mod:`sklearn_winfair.datasets`. The names
+of the metrics, the refit rule and the penalties are also importable from the
+root.
 """
 
+from . import datasets, metrics, model_selection, penalties
 from ._estimator import FairLowRankFineTuner
 from ._factorize import LowRankLinear, weighted_svd
-from ._fairness import (
+from ._importance import group_row_importance, neutral_importance
+from .exceptions import TrainingDivergedError
+from .metrics import (
     demographic_parity_gap,
-    demographic_parity_penalty,
     equalized_odds_gap,
-    equalized_odds_penalty,
-    fairest_within_tolerance,
     fairness_metric_frame,
     make_fairness_scorer,
     paper_metrics,
     weighted_f1_error,
 )
-from ._importance import group_row_importance, neutral_importance
-from .exceptions import TrainingDivergedError
+from .model_selection import fairest_within_tolerance
+from .penalties import demographic_parity_penalty, equalized_odds_penalty
 
 __version__ = "0.1.0.dev0"
 
@@ -31,15 +38,21 @@ __all__ = [
     "neutral_importance",
     "weighted_svd",
     "LowRankLinear",
-    # metrics and model selection
+    # public subpackages
+    "datasets",
+    "metrics",
+    "model_selection",
+    "penalties",
+    # metrics (sklearn_winfair.metrics)
     "weighted_f1_error",
     "demographic_parity_gap",
     "equalized_odds_gap",
     "paper_metrics",
     "fairness_metric_frame",
     "make_fairness_scorer",
+    # model selection (sklearn_winfair.model_selection)
     "fairest_within_tolerance",
-    # training penalties
+    # training penalties (sklearn_winfair.penalties)
     "demographic_parity_penalty",
     "equalized_odds_penalty",
     # errors and warnings
