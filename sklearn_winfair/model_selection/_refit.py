@@ -64,7 +64,9 @@ def fairest_within_tolerance(*, score="accuracy", fairness="dp_gap", tolerance=0
     --------
     sklearn_winfair.metrics.make_fairness_scorer : Scorer of a fairness gap.
 
-    Notes ----- scikit-learn stores every score so that greater is better: a scorer made
+    Notes
+    -----
+    scikit-learn stores every score so that greater is better: a scorer made
     with ``greater_is_better=False``, such as the ones from
     :func:`~sklearn_winfair.metrics.make_fairness_scorer` or
     :data:`~sklearn_winfair.metrics.err_scorer`, appears *negated* in ``cv_results_``

@@ -211,7 +211,9 @@ def equalized_odds_penalty(
     sklearn_winfair.metrics.equalized_odds_gap : The metric on predicted labels.
     demographic_parity_penalty : Penalty for demographic parity.
 
-    Notes ----- Unlike :func:`~sklearn_winfair.metrics.equalized_odds_gap`, which
+    Notes
+    -----
+    Unlike :func:`~sklearn_winfair.metrics.equalized_odds_gap`, which
     follows fairlearn and gives a group without positives a true positive rate of 0, the
     penalty ignores a group absent from a class: a mini-batch often misses some (group,
     class) cells, and a rate of 0 there would be noise rather than unfairness.
