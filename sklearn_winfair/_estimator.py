@@ -1,39 +1,70 @@
 """The public estimator: weight-importance-neutralized low-rank fine-tuning.
 
-Which library does what:
+This module keeps the scikit-learn contract (parameters, validation, the
+order of the steps of a fit, prediction, export); each step lives in a module
+of its own:
 
-* scikit-learn: parameter validation, input checks (``validate_data``),
-  label encoding, metadata routing, the linear probe
-  (:class:`~sklearn.linear_model.LogisticRegression`).
-* torch: the backbone, per-sample gradients (:mod:`torch.func`), the SVD.
-* skorch: the training loop of the new head (:class:`NeuralNetClassifier`).
-* fairlearn: the fairness metrics (see :mod:`sklearn_winfair._fairness`).
+* :mod:`._inputs`: X in every form, batched and cast per batch.
+* :mod:`._outputs`: where the logits are in the backbone's output.
+* :mod:`._features`: frozen-feature extraction and the feature store.
+* :mod:`._importance`: per-group empirical Fisher, neutralization.
+* :mod:`._factorize`: weighted SVD, ``LowRankLinear``, the merge on export.
+* :mod:`._training`: the skorch net that trains the head.
+
+Which library does what: scikit-learn validates parameters, labels and
+weights, routes metadata and fits the linear probe
+(:class:`~sklearn.linear_model.LogisticRegression`); torch runs the backbone
+and computes gradients and SVDs; skorch trains the head (with its
+``EarlyStopping``); fairlearn computes the metrics (:mod:`sklearn_winfair.metrics`).
 """
 
 import copy
+import difflib
+import warnings
 from numbers import Integral, Real
 
-import joblib
 import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.linear_model import LogisticRegression
-from sklearn.preprocessing import LabelEncoder
+from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, check_memory, validate_data
-from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, ProgressBar
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    _check_y,
+    check_is_fitted,
+    check_memory,
+)
+from skorch.callbacks import EarlyStopping, ProgressBar
+from skorch.helper import predefined_split
 from torch import nn
-from tqdm.auto import tqdm
+from torch.nn.parameter import is_lazy
+from torch.utils.data import Subset
 
-from ._factorize import factorize_linear
-from ._fairness import demographic_parity_penalty, equalized_odds_penalty
+from ._factorize import factorize_linear, merge_low_rank
+from ._features import (
+    FeatureStore,
+    backbone_fingerprint,
+    extract_head_inputs,
+    row_keys,
+)
 from ._importance import (
     floor_importance,
     group_row_importance,
     linear_layer_names,
     neutral_importance,
+)
+from ._inputs import InputData, call_backbone, check_input
+from ._outputs import check_output_spec, find_logits
+from ._training import (
+    BatchIterator,
+    FloatHead,
+    HeadModule,
+    HeadNet,
+    StopOnNonFiniteLoss,
+    TensorBatches,
+    TrunkAndHead,
 )
 from ._validation import (
     _MISSING_SENSITIVE,
@@ -43,14 +74,48 @@ from ._validation import (
     check_sensitive_features,
     encode_groups,
 )
-from .exceptions import TrainingDivergedError
+from .exceptions import HeadClassesWarning, SmallGroupWarning
 
 __all__ = ["FairLowRankFineTuner"]
 
+#: A group with fewer rows than this of some class is named in a warning.
+_MIN_ROWS_PER_CLASS = 2
+
 
 # --------------------------------------------------------------------------
-# torch helpers
+# torch helpers that need the estimator's parameters
 # --------------------------------------------------------------------------
+def _check_device(device):
+    """Return ``torch.device(device)`` or a ValueError naming what is there."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError) as exc:
+        raise ValueError(f"device={device!r} is not a torch device: {exc}") from None
+    available = ["cpu"]
+    if torch.cuda.is_available():
+        available += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        available.append("mps")
+    try:
+        torch.empty(1, device=dev)
+    except (RuntimeError, AssertionError, AttributeError) as exc:
+        raise ValueError(
+            f"device={device!r} is not usable on this machine ({exc}). Devices "
+            f"available here: {available}."
+        ) from None
+    return dev
+
+
+def _modules_holding_linear(model):
+    """Names of the submodules that are or contain an ``nn.Linear``."""
+    holders = []
+    for name, m in model.named_modules():
+        if name and any(isinstance(sub, nn.Linear) for sub in m.modules()):
+            holders.append(name)
+    return holders
+
+
 def _resolve_head(model, head):
     """Return the qualified name of the head inside ``model``."""
     linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
@@ -69,14 +134,19 @@ def _resolve_head(model, head):
         )
     names = [n for n, _ in model.named_modules() if n]
     if head not in names:
+        close = difflib.get_close_matches(head, names, n=3, cutoff=0.5)
+        holders = _modules_holding_linear(model)
+        shown = holders[-15:]
+        hint = f" Did you mean {close}?" if close else ""
         raise ValueError(
-            f"head={head!r} is not a submodule of backbone. Submodules: "
-            f"{names[:20]}{' ...' if len(names) > 20 else ''}."
+            f"head={head!r} is not a submodule of backbone.{hint} Submodules "
+            f"that hold an nn.Linear (the last {len(shown)} of "
+            f"{len(holders)}): {shown}."
         )
     if not linear_layer_names(model.get_submodule(head)):
         raise ValueError(
             f"head={head!r} holds no torch.nn.Linear layer; name a module that "
-            "does."
+            f"does: {_modules_holding_linear(model)[-15:]}."
         )
     return head
 
@@ -91,184 +161,19 @@ def _replace_submodule(model, name, new):
     return model
 
 
-def _to_tensor(X, dtype):
-    """Return X as a CPU tensor (sharing memory when possible; never written to).
-
-    Batches are copied to the device one at a time (:func:`_batch`), so a
-    backbone that works in place never touches the caller's array, and X
-    never has to fit on the device as a whole.
-    """
-    arr = np.asarray(X)
-    if not arr.flags.writeable or not arr.flags.c_contiguous:
-        arr = np.array(arr, copy=True, order="C")
-    return torch.from_numpy(arr).to(dtype=dtype)
+def _float_dtype(module):
+    """The floating dtype of ``module``'s parameters (float32 if none)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return torch.float32
 
 
-def _batch(X, start, batch_size, device):
-    """Rows ``start:start + batch_size`` of X, copied onto ``device``."""
-    return X[start : start + batch_size].to(device, copy=True)
-
-
-def _batches(n, batch_size, verbose, desc):
-    starts = range(0, n, batch_size)
-    if verbose:
-        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
-    return starts
-
-
-@torch.no_grad()
-def _layer_inputs(model, layer, X, batch_size, verbose, desc, check_output=False,
-                  device=None):
-    """Run ``model`` over ``X`` in batches and yield the inputs of ``layer``.
-
-    With ``check_output``, also check on the first batch that ``layer``'s
-    output is ``model``'s output (the head must produce the logits).
-    """
-    captured = {}
-
-    def pre_hook(module, args):
-        if not captured.get("active"):  # the head called outside our forward
-            return
-        if len(args) != 1 or not isinstance(args[0], torch.Tensor):
-            raise ValueError(
-                "The head must take a single tensor as input; got "
-                f"{len(args)} positional argument(s)."
-            )
-        if "x" in captured:  # pragma: no cover - exotic backbones
-            raise ValueError(
-                "The head is called more than once per forward pass; name a "
-                "head that is applied once (head=...)."
-            )
-        captured["x"] = args[0]
-
-    def post_hook(module, args, output):
-        if captured.get("active"):
-            captured["out"] = output
-
-    handles = [layer.register_forward_pre_hook(pre_hook)]
-    if check_output:
-        handles.append(layer.register_forward_hook(post_hook))
-    try:
-        for i, start in enumerate(_batches(len(X), batch_size, verbose, desc)):
-            captured.clear()
-            captured["active"] = True
-            try:
-                xb = X[start : start + batch_size]
-                if device is not None:
-                    xb = _batch(X, start, batch_size, device)
-                out = model(xb)
-            finally:
-                captured["active"] = False
-            if "x" not in captured:
-                raise ValueError(
-                    "The head was not called in the backbone's forward pass."
-                )
-            if check_output and i == 0 and not (
-                isinstance(out, torch.Tensor)
-                and out.shape == captured["out"].shape
-                and torch.equal(out, captured["out"])
-            ):
-                raise ValueError(
-                    "The head's output is not the backbone's output. The head "
-                    "must be the last step of forward and return the class "
-                    "logits (no softmax or other layer after it)."
-                )
-            yield captured["x"].detach()
-    finally:
-        for h in handles:
-            h.remove()
-
-
-def _extract_features(fingerprint, model, head, X, batch_size, verbose, device):
-    """Frozen features of ``X`` (the head's input), as a numpy array.
-
-    ``fingerprint`` identifies ``(backbone weights, head, X)`` for
-    :class:`joblib.Memory`, which ignores the other arguments.
-    """
-    batches = _layer_inputs(
-        model, head, X, batch_size, verbose, "frozen features", check_output=True,
-        device=device,
-    )
-    # float32 on disk: numpy has no bfloat16
-    return torch.cat(list(batches)).float().cpu().numpy()
-
-
-def _fingerprint(backbone, head_name, X):
-    """Content hash of the backbone (architecture and weights), head and X."""
-    state = []
-    for k, v in backbone.state_dict().items():
-        v = v.detach().cpu()
-        values = v.float() if v.is_floating_point() else v
-        state.append((k, str(v.dtype), values.numpy()))
-    return joblib.hash((repr(backbone), state, head_name, X))
-
-
-class _HeadModule(nn.Module):
-    """Let skorch feed ``{"x": features, "group": codes}`` to the head."""
-
-    def __init__(self, head):
-        super().__init__()
-        self.head = head
-
-    def forward(self, x, group=None):
-        return self.head(x)
-
-
-class _TrunkAndHead(nn.Module):
-    """Whole model for training without a feature cache; the trunk stays in eval."""
-
-    def __init__(self, model, head):
-        super().__init__()
-        self.model = model
-        self.head = head
-
-    def train(self, mode=True):
-        super().train(mode)
-        self.model.eval()
-        self.head.train(mode)
-        return self
-
-    def forward(self, x, group=None):
-        return self.model(x)
-
-
-class _StopOnNonFiniteLoss(Callback):
-    """Stop training with a clear error when the loss becomes NaN or inf."""
-
-    def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
-        if training and loss is not None and not torch.isfinite(loss).all():
-            epoch = len(net.history)
-            raise TrainingDivergedError(
-                f"The training loss became {loss.item()} in epoch {epoch}. "
-                "Lower lr (or penalty_strength), or check the features for "
-                "extreme values."
-            )
-
-
-class _HeadNet(NeuralNetClassifier):
-    """skorch classifier that adds the optional fairness penalty to the loss.
-
-    The penalty is computed per mini-batch on predicted probabilities of the
-    positive class, with the batch's group codes read from ``X["group"]``.
-    """
-
-    def __init__(self, *args, fairness_penalty=None, penalty_strength=0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.fairness_penalty = fairness_penalty
-        self.penalty_strength = penalty_strength
-
-    def get_loss(self, y_pred, y_true, X=None, training=False):
-        loss = super().get_loss(y_pred, y_true, X=X, training=training)
-        if self.fairness_penalty is None or self.penalty_strength == 0:
-            return loss
-        proba = torch.softmax(y_pred, dim=1)[:, 1]
-        groups = torch.as_tensor(X["group"], device=proba.device)
-        if self.fairness_penalty == "demographic_parity":
-            penalty = demographic_parity_penalty(proba, groups)
-        else:
-            y_true = torch.as_tensor(y_true, device=proba.device)
-            penalty = equalized_odds_penalty(proba, y_true, groups)
-        return loss + self.penalty_strength * penalty
+def _freeze(model):
+    model.eval()
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model
 
 
 # --------------------------------------------------------------------------
@@ -277,29 +182,35 @@ class _HeadNet(NeuralNetClassifier):
 class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     """Fine-tune a frozen backbone's head through a neutralized low-rank factorization.
 
-    The head (by default the backbone's last ``nn.Linear``) is replaced by two
-    smaller layers found by a weighted SVD of its weight, whose weights are the
-    square roots of each group's empirical Fisher importance, mixed so that no
-    group's importance dominates (Zhang & Zhou, 2024). Only the new layers are
-    trained, through skorch; everything else stays frozen.
+    The head (by default the backbone's last ``nn.Linear``) is replaced by
+    two smaller layers found by a weighted SVD of its weight, whose weights
+    are the square roots of each group's empirical Fisher importance, mixed
+    so that no group's importance dominates (Zhang & Zhou, 2024). Only the
+    new layers are trained, through skorch; everything else stays frozen.
 
     Read more in the README's "The method in brief".
 
     Parameters
     ----------
     backbone : torch.nn.Module
-        Pre-trained model whose forward maps a batch of ``X`` to class logits.
-        Never modified: ``fit`` works on a deep copy.
+        Pre-trained model whose forward maps a batch of ``X`` to class
+        logits (any output format, see ``output``). Never modified: ``fit``
+        works on a deep copy. Its floating dtype (float32, float16,
+        bfloat16) is kept for the frozen trunk; the trainable head, the
+        Fisher and the SVD work in float32.
     head : str or None, default=None
         Name of the submodule to fine-tune (as in ``named_modules``). ``None``
         means the last ``nn.Linear`` by registration order. A module with
-        several ``nn.Linear`` layers (an MLP head) has each layer with
-        ``min(in, out) > rank`` factorized with its own importance. The head's
-        output must be the backbone's output, and its output column ``j`` is
-        taken to be ``classes_[j]``.
+        several ``nn.Linear`` layers (an MLP head) has each layer factorized
+        with its own importance. The head's output must be the backbone's
+        logits.
     rank : int or None, default=4
-        Rank ``r`` kept by the weighted SVD. ``None``: no factorization, plain
-        fine-tuning of the head (the paper's TL baseline).
+        Rank kept by the weighted SVD: each head layer is factorized at
+        ``min(rank, in_features, out_features)``. At full rank the
+        factorization is exact at initialization and only changes how the
+        head is parametrized in training (the paper's 20 -> 2 head at rank
+        2). ``None``: no factorization, plain fine-tuning of the head (the
+        paper's TL baseline).
     alpha : float in [0, 1], default=0.5
         Neutralization weight with two groups:
         ``Ihat_N = alpha * Ihat_g0 + (1 - alpha) * Ihat_g1`` where ``g0`` is the
@@ -317,15 +228,28 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         size must equal the number of classes. ``"probe"`` first replaces the
         head's last ``nn.Linear`` by a multinomial logistic regression fitted
         on its (frozen) input, for a new task with other classes.
+    head_classes : array-like or None, default=None
+        With ``head_init="pretrained"``, the label that each output column
+        of the pre-trained head means, in column order; every label of ``y``
+        must be among them, and ``classes_`` follows this order. ``None``
+        takes column ``j`` as the ``j``-th sorted label, and warns
+        (:class:`~sklearn_winfair.exceptions.HeadClassesWarning`) when the
+        labels are not the integers ``0 .. k-1``.
+    output : None, str, int or callable, default=None
+        Where the logits are in the backbone's output. ``None``: a tensor, a
+        Hugging Face ``ModelOutput``'s ``.logits``, a dict's ``"logits"`` or
+        a tuple's first element. A ``str``: that attribute or key; an
+        ``int``: that tuple index; a callable: ``output(out)``.
     fairness_penalty : {"demographic_parity", "equalized_odds"} or None, default=None
         Add a differentiable group-gap penalty on predicted probabilities to
         each mini-batch loss (the paper's Retrain+DP/EO). Binary targets only.
         Combinable with any ``importance``.
     penalty_strength : float >= 0, default=1.0
         Multiplier of the penalty.
-    max_epochs : int, default=20
-        Training epochs of the new head.
-    lr : float, default=1e-2
+    max_epochs : int, default=10
+        Training epochs of the new head (an upper bound with
+        ``early_stopping``).
+    lr : float, default=1e-3
         Learning rate.
     batch_size : int, default=128
         Mini-batch size for training; also used for feature extraction and
@@ -335,21 +259,32 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     callbacks : list or None, default=None
         Extra skorch callbacks (copied before use).
     train_split : callable or None, default=None
-        The ``train_split`` of skorch; ``None`` trains on every row.
+        The ``train_split`` of skorch; ``None`` trains on every row. Use
+        ``early_stopping`` for a held-out fraction.
+    early_stopping : bool, default=False
+        Hold out a stratified ``validation_fraction`` of the training rows
+        and stop when their loss has not improved for ``n_iter_no_change``
+        epochs, keeping the best epoch's weights (skorch's ``EarlyStopping``
+        with ``load_best=True``).
+    validation_fraction : float in (0, 1), default=0.1
+        Share of the rows held out with ``early_stopping``.
+    n_iter_no_change : int, default=5
+        Patience of ``early_stopping``, in epochs.
     cache_features : bool, default=True
         Compute the frozen features once per fit (in batches, without
         gradients) and train the head on them. ``False`` runs the frozen
         backbone at each training step instead, for data that do not fit in
         memory (``head_init="probe"`` still collects them once).
     memory : str, joblib.Memory or None, default=None
-        Where to cache the frozen features across fits, as
-        :class:`~sklearn.pipeline.Pipeline` caches transformers: a folder path
-        or a :class:`joblib.Memory`. The key is a hash of the backbone's
-        architecture and weights, the head name and ``X``, so the fits of a
-        ``GridSearchCV`` over ``rank`` or ``alpha`` on the same fold extract
-        the features once. ``None`` caches within a fit only.
-    device : str, default="cpu"
-        Torch device for the backbone and the head.
+        A folder (or a :class:`joblib.Memory`'s location) for a feature
+        store: features keyed by the backbone's content and each row's
+        content, so every fit of a ``GridSearchCV`` (any parameter, every
+        fold and the refit) runs the backbone once per distinct row. Shared
+        safely by processes and Dask workers that see the same folder.
+        ``None`` caches within a fit only.
+    device : str or torch.device, default="cpu"
+        Torch device for the backbone and the head; checked at the start of
+        ``fit``.
     random_state : int, RandomState instance or None, default=None
         Seeds torch (in a forked RNG, so the global state is left alone) for
         the shuffling of mini-batches. Two fits with the same int give
@@ -364,19 +299,28 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-        Class labels.
+        Class labels, in the order of the logits' columns.
     n_features_in_ : int
-        Number of features (``X.shape[1]``).
+        ``X.shape[1]`` (not set for mapping inputs).
     feature_names_in_ : ndarray of shape (n_features_in_,)
         Column names, when ``X`` was a DataFrame with string column names.
+    input_shape_ : dict of str to tuple
+        Shape of one row of each input (``{"X": (3, 32, 32)}`` for images,
+        one entry per key of a mapping), checked at predict.
     groups_ : ndarray of shape (n_groups,) or None
         Sorted groups of ``sensitive_features`` (``None`` when not given).
     head_name_ : str
         Qualified name of the head in the backbone.
     factorized_layers_ : list of str
         Qualified names of the ``nn.Linear`` layers that were factorized.
+    ranks_ : dict of str to int
+        Rank used for each factorized layer, ``min(rank, in, out)``.
     rank_ : int or None
-        The rank used (``None`` when nothing was factorized).
+        The largest of ``ranks_`` (``None`` when nothing was factorized).
+    truncation_error_ : dict of str to float
+        For each factorized layer, the share of the importance-weighted
+        weight that truncation discarded,
+        ``||Ihat (W - A B)||_F / ||Ihat W||_F`` (0 at full rank).
     group_importance_ : dict of str to ndarray of shape (n_groups, d) or None
         Raw row importance ``I_s`` of each factorized layer, one row per
         group; ``None`` without ``sensitive_features`` or factorization.
@@ -388,28 +332,29 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     n_trainable_params_ : int
         Number of parameters trained.
     net_ : skorch.NeuralNetClassifier
-        The fitted skorch net that trained the head.
+        The skorch net that trained the head (its history, callbacks and
+        optimizer); its ``module_`` is the head alone.
     model_ : torch.nn.Module
         Frozen trunk with the new head; see :meth:`export_module`.
 
     See Also
     --------
-    sklearn_winfair.fairness_metric_frame : Audit the fitted estimator by group.
+    sklearn_winfair.metrics.fairness_metric_frame : Audit the fitted estimator by group.
 
     Notes
     -----
     The empirical Fisher (paper Eq. 1) is computed on the pre-trained head
     evaluated on the new task's training rows with their true labels, from
     per-sample squared gradients of the cross-entropy. For a binary target and
-    a single linear head, ``min(d, k) = 2`` allows only ``rank=1``, and a
-    rank-1 head can still express every linear decision rule, so the
-    importances mostly move the starting point; truncation (and so the
-    method) matters with multi-layer heads and multiclass targets.
+    a single linear head, ``min(d, k) = 2``: rank 2 is exact and a rank-1
+    head can still express every linear decision rule, so the importances
+    mostly move the starting point; truncation (and so the method) matters
+    with multi-layer heads and multiclass targets.
 
     References
     ----------
-    .. [1] Z. Zhang and J. Zhou, "Fair low-rank fine-tuning via weight
-       importance neutralization" (arXiv:2403.00625), 2024.
+    .. [1] Y. Zhang and F. Zhou, "Bias Mitigation in Fine-tuning Pre-trained
+       Models for Enhanced Fairness and Efficiency", arXiv:2403.00625, 2024.
 
     Examples
     --------
@@ -424,8 +369,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     >>> y = (X[:, 0] > 0).astype(int)
     >>> s = rng.choice(["a", "b"], size=200)
     >>> clf = FairLowRankFineTuner(backbone, rank=1, random_state=0)
-    >>> clf.fit(X, y, sensitive_features=s).factorized_layers_
-    ['2']
+    >>> clf.fit(X, y, sensitive_features=s).ranks_
+    {'2': 1}
     >>> clf.predict_proba(X[:2]).dtype
     dtype('float64')
     """
@@ -438,6 +383,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         "importance": [StrOptions({"neutral", "fisher", "uniform"})],
         "group_weights": [dict, None],
         "head_init": [StrOptions({"pretrained", "probe"})],
+        "head_classes": ["array-like", None],
+        "output": [None, str, Integral, callable],
         "fairness_penalty": [
             StrOptions({"demographic_parity", "equalized_odds"}),
             None,
@@ -449,6 +396,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         "optimizer": [type],
         "callbacks": [list, None],
         "train_split": [callable, None],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "cache_features": ["boolean"],
         "memory": [None, str, HasMethods(["cache"])],
         "device": [str, torch.device],
@@ -467,14 +417,19 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         importance="neutral",
         group_weights=None,
         head_init="pretrained",
+        head_classes=None,
+        output=None,
         fairness_penalty=None,
         penalty_strength=1.0,
-        max_epochs=20,
-        lr=1e-2,
+        max_epochs=10,
+        lr=1e-3,
         batch_size=128,
         optimizer=torch.optim.Adam,
         callbacks=None,
         train_split=None,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
         cache_features=True,
         memory=None,
         device="cpu",
@@ -489,6 +444,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.importance = importance
         self.group_weights = group_weights
         self.head_init = head_init
+        self.head_classes = head_classes
+        self.output = output
         self.fairness_penalty = fairness_penalty
         self.penalty_strength = penalty_strength
         self.max_epochs = max_epochs
@@ -497,6 +454,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.optimizer = optimizer
         self.callbacks = callbacks
         self.train_split = train_split
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
         self.cache_features = cache_features
         self.memory = memory
         self.device = device
@@ -511,51 +471,71 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
-    def fit(self, X, y, *, sensitive_features=None):
+    def fit(self, X, y, *, sensitive_features=None, sample_weight=None):
         """Fit the new low-rank head on the frozen backbone's features.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Input of the backbone: a 2-d array or DataFrame, or an n-d array
-            (e.g. ``N x C x H x W`` images, not flattened).
+        X : array-like, torch.Tensor or mapping of shape (n_samples, ...)
+            Input of the backbone: a 2-d array or DataFrame, an n-d array
+            (e.g. ``N x C x H x W`` images, not flattened; uint8 is passed
+            as uint8), integer token ids (kept as integers), a memmap (read
+            one batch at a time), or a mapping of equal-length arrays passed
+            to ``forward`` as keyword arguments (wrap it in
+            :class:`skorch.helper.SliceDict` for cross-validation).
         y : array-like of shape (n_samples,)
             Class labels (strings or integers; two or more classes).
         sensitive_features : array-like, Series or DataFrame, default=None
             Group membership of each row; several columns are merged into
             intersectional groups. Required for ``importance="neutral"`` (when
             ``rank`` is set) and for a ``fairness_penalty``.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights for the training loss (a weighted mean
+            of the per-row cross-entropy), the Fisher importance (a
+            weighted mean within each group) and the linear probe. A weight
+            of 0 drops the row.
 
         Returns
         -------
         self : FairLowRankFineTuner
             The fitted estimator.
         """
-        X, y = validate_data(
-            self, X, y, allow_nd=True, dtype=[np.float32, np.float64],
-            ensure_all_finite=True,
-        )
-        check_classification_targets(y)
-        encoder = LabelEncoder().fit(y)
-        self.classes_ = encoder.classes_
-        n_classes = len(self.classes_)
-        if n_classes < 2:
+        device = _check_device(self.device)
+        check_output_spec(self.output)
+        if not isinstance(self.backbone, nn.Module):
+            raise TypeError("backbone must be a torch.nn.Module.")
+        if self.early_stopping and self.train_split is not None:
             raise ValueError(
-                f"y contains only one class ({self.classes_[0]!r}); a classifier "
-                "needs at least two classes, got 1 class."
+                "early_stopping=True holds out validation_fraction of the rows "
+                "itself; it cannot be combined with train_split. Set one of them."
             )
-        y_enc = encoder.transform(y).astype(np.int64)
-        codes, n_groups = self._check_groups(sensitive_features, len(X), n_classes)
+        data = check_input(self, X, reset=True)
+        n = len(data)
+        y = _check_y(y, estimator=self)
+        if len(y) != n:
+            raise ValueError(f"y has {len(y)} rows but X has {n}; they must match.")
+        check_classification_targets(y)
+        y_enc, n_classes = self._encode_labels(y)
+        weights = None
+        if sample_weight is not None:
+            weights = _check_sample_weight(
+                sample_weight, np.empty((n, 0)), dtype=np.float64,
+                ensure_non_negative=True,
+            )
+            if not weights.sum() > 0:
+                raise ValueError(
+                    "sample_weight sums to zero; at least one row needs a "
+                    "positive weight."
+                )
+        codes, n_groups = self._check_groups(sensitive_features, n, y_enc)
         if self.fairness_penalty is not None and n_classes != 2:
             raise ValueError(
                 f"fairness_penalty={self.fairness_penalty!r} needs a binary "
                 f"target, but y has {n_classes} classes."
             )
-        if not isinstance(self.backbone, nn.Module):
-            raise TypeError("backbone must be a torch.nn.Module.")
 
         seed = check_random_seed(self.random_state)
-        on_cpu = torch.device(self.device).type == "cpu"
+        on_cpu = device.type == "cpu"
         # fork the RNGs we seed, so the caller's global state is left alone;
         # on CPU only the CPU generator is seeded (torch.manual_seed would
         # also reseed every accelerator)
@@ -566,10 +546,62 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 torch.default_generator.manual_seed(seed)
             elif seed is not None:
                 torch.manual_seed(seed)
-            self._fit(X, y_enc, codes, n_groups, n_classes)
+            self._fit(data, y_enc, codes, n_groups, n_classes, weights, device, seed)
         return self
 
-    def _check_groups(self, sensitive_features, n_samples, n_classes):
+    def _encode_labels(self, y):
+        """Set ``classes_``; return the labels as column indices of the head."""
+        if self.head_classes is not None:
+            if self.head_init == "probe":
+                raise ValueError(
+                    "head_classes names the columns of a pre-trained head, but "
+                    "head_init='probe' fits new columns (in sorted label "
+                    "order). Drop head_classes or use head_init='pretrained'."
+                )
+            classes = np.asarray(self.head_classes)
+            if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
+                raise ValueError(
+                    "head_classes must be a 1-d list of distinct labels, one per "
+                    f"output column of the head, got {self.head_classes!r}."
+                )
+            lookup = {label: j for j, label in enumerate(classes.tolist())}
+            unknown = sorted({v for v in y.tolist() if v not in lookup}, key=str)
+            if unknown:
+                raise ValueError(
+                    f"y has labels {unknown[:10]} that are not in head_classes "
+                    f"{classes.tolist()}; every label must name a column of "
+                    "the pre-trained head."
+                )
+            self.classes_ = classes
+            y_enc = np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
+        else:
+            self.classes_, y_enc = np.unique(y, return_inverse=True)
+            y_enc = y_enc.astype(np.int64).ravel()
+        if len(np.unique(y_enc)) < 2:
+            raise ValueError(
+                f"y contains only one class ({y[0]!r}); a classifier needs at "
+                "least two classes, got 1 class."
+            )
+        return y_enc, len(self.classes_)
+
+    def _warn_label_order(self):
+        """Warn once that column j of a pre-trained head is taken as label j."""
+        k = len(self.classes_)
+        is_range = self.classes_.dtype.kind in "iu" and np.array_equal(
+            self.classes_, np.arange(k)
+        )
+        if self.head_init == "pretrained" and self.head_classes is None and not is_range:
+            warnings.warn(
+                f"The pre-trained head's output column j is taken to mean the "
+                f"j-th sorted label of y: {self.classes_.tolist()[:10]}. If the "
+                "head was trained with another order, pass "
+                "head_classes=[label of column 0, label of column 1, ...]; to "
+                "silence this, pass head_classes in this order.",
+                HeadClassesWarning,
+                stacklevel=4,  # _fit < fit < _fit_context < caller
+            )
+
+    def _check_groups(self, sensitive_features, n_samples, y_enc):
         """Validate the groups; return (codes or None, n_groups)."""
         reasons = []
         if self.rank is not None and self.importance == "neutral":
@@ -591,6 +623,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                     n=n_groups, groups=list(self.groups_), reason=reason
                 )
             )
+        if reasons:
+            self._warn_small_groups(codes, y_enc, reason)
         uses_alpha = self.rank is not None and self.importance == "neutral"
         if uses_alpha and self.alpha != 0.5 and self.group_weights is not None:
             raise ValueError(
@@ -608,6 +642,30 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             check_group_weights(self.group_weights, self.groups_)
         return codes, n_groups
 
+    def _warn_small_groups(self, codes, y_enc, reason):
+        """One warning naming the groups with too few rows of some class."""
+        counts = np.zeros((len(self.groups_), len(self.classes_)), dtype=int)
+        np.add.at(counts, (codes, y_enc), 1)
+        small = np.flatnonzero(counts.min(axis=1) < _MIN_ROWS_PER_CLASS)
+        if small.size == 0:
+            return
+        shown = {
+            str(self.groups_[g]): dict(
+                zip(map(str, self.classes_), counts[g].tolist(), strict=True)
+            )
+            for g in small[:5]
+        }
+        more = f" and {small.size - 5} more" if small.size > 5 else ""
+        warnings.warn(
+            f"{small.size} of {len(self.groups_)} groups in sensitive_features "
+            f"have fewer than {_MIN_ROWS_PER_CLASS} rows of some class (rows per "
+            f"class: {shown}{more}); their Fisher importance and {reason} rest "
+            "on too few rows. Merge small groups, or bin a continuous column "
+            "(e.g. with pandas.cut) before passing it.",
+            SmallGroupWarning,
+            stacklevel=5,  # _warn < _check_groups < fit < _fit_context < caller
+        )
+
     def _group_mix(self):
         """Weights of the groups in ``Ihat_N``, aligned with ``groups_``."""
         if self.group_weights is not None:
@@ -616,141 +674,194 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             return np.array([self.alpha, 1.0 - self.alpha])
         return check_group_weights(None, self.groups_)
 
-    def _fit(self, X, y_enc, codes, n_groups, n_classes):
-        device = torch.device(self.device)
-        model = copy.deepcopy(self.backbone).to(device)
-        model.eval()
-        for p in model.parameters():
-            p.requires_grad_(False)
-        self.head_name_ = _resolve_head(model, self.head)
-        head = model.get_submodule(self.head_name_)
-        dtype = next(model.parameters()).dtype  # what the trunk takes
-        X_t = _to_tensor(X, dtype)
-        y_t = torch.from_numpy(y_enc).to(device)
-        codes_t = torch.from_numpy(
-            codes if codes is not None else np.zeros(len(X), dtype=np.int64)
-        ).to(device)
+    def _forward_logits(self, model, batch):
+        """The logits of ``model`` on one batch (keyword arguments for dicts)."""
+        return find_logits(call_backbone(model, batch), self.output)
+
+    def _features(self, model, head, data, device, float_dtype):
+        """Frozen features of every row: extracted, or from the feature store."""
         verbose = self.verbose > 0
 
-        def head_inputs(desc):
-            # late binding: uses the current `model` and `head` (after a probe)
-            return _layer_inputs(
-                model, head, X_t, self.batch_size, verbose, desc, check_output=True,
-                device=device,
+        def extract(rows):
+            return torch.cat(list(extract_head_inputs(
+                model, head, rows, batch_size=self.batch_size, device=device,
+                float_dtype=float_dtype, output=self.output, verbose=verbose,
+            )))
+
+        memory = check_memory(self.memory)
+        if getattr(memory, "location", None) is None:
+            return extract(data)
+        key = backbone_fingerprint(self.backbone, self.head_name_)
+        store = FeatureStore(memory.location, key)
+        keys = row_keys(data)
+        stored, found = store.lookup(keys)
+        missing = np.flatnonzero(~found)
+        if missing.size == 0:
+            return torch.from_numpy(stored).to(device)
+        new = extract(data if missing.size == len(keys) else data.take(missing))
+        store.add(keys[missing], new.cpu().numpy())
+        if stored is None:
+            return new
+        features = torch.from_numpy(stored).to(device)
+        features[torch.from_numpy(missing).to(device)] = new
+        return features
+
+    def _fit(self, data, y_enc, codes, n_groups, n_classes, weights, device, seed):
+        model = _freeze(copy.deepcopy(self.backbone).to(device))
+        lazy = [n for n, p in model.named_parameters() if is_lazy(p)]
+        if lazy:
+            raise ValueError(
+                f"backbone has uninitialized lazy parameters {lazy[:5]} (a "
+                "torch.nn.LazyLinear or similar that has never run). Run one "
+                "batch through it first, e.g. backbone(X[:1]), so its shapes "
+                "are known."
+            )
+        self.head_name_ = _resolve_head(model, self.head)
+        head = model.get_submodule(self.head_name_)
+        float_dtype = _float_dtype(model)
+        self._head_dtype = _float_dtype(head)
+        y_t = torch.from_numpy(y_enc).to(device)
+        codes_t = torch.from_numpy(
+            codes if codes is not None else np.zeros(len(y_enc), dtype=np.int64)
+        ).to(device)
+        w_t = None if weights is None else torch.from_numpy(weights).to(device)
+
+        def head_inputs(desc, check=True):
+            # late binding: the current `model` and `head` (after a probe)
+            return extract_head_inputs(
+                model, head, data, batch_size=self.batch_size, device=device,
+                float_dtype=float_dtype, output=self.output,
+                check_output=check, verbose=self.verbose > 0, desc=desc,
             )
 
         features = None
         if self.cache_features:
-            if self.memory is None:
-                features = torch.cat(list(head_inputs("frozen features")))
-            else:
-                extract = check_memory(self.memory).cache(
-                    _extract_features,
-                    ignore=["model", "head", "X", "batch_size", "verbose", "device"],
-                )
-                key = _fingerprint(self.backbone, self.head_name_, X)
-                cached = extract(key, model, head, X_t, self.batch_size, verbose,
-                                 device)
-                head_dtype = next(head.parameters()).dtype
-                features = torch.from_numpy(cached).to(device, head_dtype)
+            features = self._features(model, head, data, device, float_dtype)
 
-        # 1. the head to decompose: pre-trained, or a linear probe in its place
-        linear_names = linear_layer_names(head)
+        # 1. the head to decompose, in float32: pre-trained, or a probe's
+        work = copy.deepcopy(head).float()
+        linear_names = linear_layer_names(work)
         last_name = linear_names[-1]
-        last = head.get_submodule(last_name) if last_name else head
+        last = work.get_submodule(last_name) if last_name else work
         if self.head_init == "probe":
-            head = self._fit_probe(head, last_name, last, features, head_inputs,
-                                   y_enc, n_classes, dtype, device)
+            source = [features] if features is not None else head_inputs("probe")
+            work = self._fit_probe(work, last_name, last, source, y_enc, n_classes,
+                                   weights, device)
+            # the trunk's own head becomes the probe too (for uncached Fisher)
+            head = copy.deepcopy(work).to(self._head_dtype)
             model = _replace_submodule(model, self.head_name_, head)
-        elif last.out_features != n_classes:
-            raise ValueError(
-                f"The head's last layer has out_features={last.out_features} "
-                f"but y has {n_classes} classes. Pass head_init='probe' to fit "
-                "a new output layer on the frozen features first."
-            )
+        else:
+            if last.out_features != n_classes:
+                raise ValueError(
+                    f"The head's last layer has out_features={last.out_features} "
+                    f"but y has {n_classes} classes. Pass head_init='probe' to "
+                    "fit a new output layer on the frozen features first, or "
+                    "head_classes=[...] listing the label of every output column."
+                )
+            self._warn_label_order()
 
-        # 2. which layers to factorize: every linear layer, at min(rank, in, out)
-        to_factorize = list(linear_names) if self.rank is not None else []
-        ranks = {}
-        for name in to_factorize:
-            layer = head.get_submodule(name) if name else head
-            ranks[name] = min(self.rank, layer.in_features, layer.out_features)
-
-        # 3. importances and the weighted SVD
+        # 2. importances and the weighted SVD, every layer at min(rank, in, out)
         self.group_importance_ = None
         self.neutral_importance_ = None
-        self.importance_ = {}
-        new_head = copy.deepcopy(head)
-        if to_factorize:
+        self.importance_, self.ranks_, self.truncation_error_ = {}, {}, {}
+        new_head = copy.deepcopy(work)
+        names = list(linear_names) if self.rank is not None else []
+        if names:
             ihats, group_rows = self._importances(
-                head, to_factorize, features, head_inputs, y_t, codes_t, codes,
-                n_groups,
+                work, names, features, head_inputs, y_t, codes_t, codes, n_groups,
+                w_t,
             )
-            for name in to_factorize:
-                layer = head.get_submodule(name) if name else head
-                low_rank = factorize_linear(layer, ihats[name], ranks[name])
+            for name in names:
+                layer = work.get_submodule(name) if name else work
+                r = min(self.rank, layer.in_features, layer.out_features)
+                low_rank, error = factorize_linear(layer, ihats[name], r)
                 new_head = _replace_submodule(new_head, name, low_rank)
-            self.importance_ = {self._qualified(n): ihats[n] for n in to_factorize}
+                self.ranks_[self._qualified(name)] = r
+                self.truncation_error_[self._qualified(name)] = error
+            self.importance_ = {self._qualified(n): ihats[n] for n in names}
             if group_rows is not None:
                 self.group_importance_ = {
-                    self._qualified(n): group_rows[n] for n in to_factorize
+                    self._qualified(n): group_rows[n] for n in names
                 }
             if self.importance == "neutral":
                 self.neutral_importance_ = dict(self.importance_)
-        self.factorized_layers_ = [self._qualified(n) for n in to_factorize]
-        self.ranks_ = {self._qualified(n): r for n, r in ranks.items()}
-        self.rank_ = max(ranks.values()) if ranks else None
-        for p in new_head.parameters():
-            p.requires_grad_(True)
-        model = _replace_submodule(model, self.head_name_, new_head)
+        self.factorized_layers_ = [self._qualified(n) for n in names]
+        self.rank_ = max(self.ranks_.values()) if self.ranks_ else None
+        new_head.requires_grad_(True)
+        placed = new_head if float_dtype == torch.float32 else FloatHead(new_head)
+        model = _replace_submodule(model, self.head_name_, placed)
         self.n_trainable_params_ = int(sum(p.numel() for p in new_head.parameters()))
 
-        # 4. train the new head through skorch
-        if self.cache_features:
-            module = _HeadModule(new_head)
-            X_train = {"x": features, "group": codes_t}
+        # 3. train the new head through skorch
+        extra = {"group": codes_t}
+        if w_t is not None:
+            extra["sample_weight"] = w_t.float()
+        if features is not None:
+            module = HeadModule(new_head)
+            dataset = TensorBatches(features, y_t, extra, device)
         else:
-            module = _TrunkAndHead(model, new_head)
-            X_train = {"x": X_t, "group": codes_t.cpu()}
-        self.net_ = self._make_net(module, n_classes)
-        self.net_.fit(X_train, y_t)
-        model.eval()
-        self.model_ = model
+            module = TrunkAndHead(model, new_head, self._forward_logits)
+            dataset = TensorBatches(data, y_t, extra, device, float_dtype)
+        train_split, callbacks = self.train_split, []
+        if self.early_stopping:
+            dataset, valid = self._hold_out(dataset, y_enc, seed)
+            train_split = predefined_split(valid)
+            callbacks.append(("early_stopping", EarlyStopping(
+                monitor="valid_loss", patience=self.n_iter_no_change,
+                load_best=True, sink=lambda *args: None,
+            )))
+        self.net_ = self._make_net(module, n_classes, train_split, callbacks)
+        self.net_.fit(dataset, None)
+        if features is None:  # keep the trunk out of the net (pickled once)
+            self.net_.module_ = HeadModule(new_head)
+        self.model_ = _freeze(model)
+
+    def _hold_out(self, dataset, y_enc, seed):
+        """Stratified (train, validation) Subsets for early stopping."""
+        rows = np.arange(len(y_enc))
+        try:
+            train, valid = train_test_split(
+                rows, test_size=self.validation_fraction, stratify=y_enc,
+                random_state=seed,
+            )
+        except ValueError as exc:
+            raise ValueError(
+                f"early_stopping could not hold out a stratified "
+                f"validation_fraction={self.validation_fraction} of {len(rows)} "
+                f"rows ({exc}). Raise validation_fraction or turn "
+                "early_stopping off."
+            ) from None
+        return Subset(dataset, np.sort(train)), Subset(dataset, np.sort(valid))
 
     def _qualified(self, inner_name):
         return ".".join(p for p in (self.head_name_, inner_name) if p)
 
-    def _fit_probe(self, head, last_name, last, features, head_inputs, y_enc,
-                   n_classes, dtype, device):
+    def _fit_probe(self, head, last_name, last, source, y_enc, n_classes, weights,
+                   device):
         """Replace the head's last linear layer by a fitted logistic regression."""
-        if features is not None:
-            source = [features]
-        else:
-            source = list(head_inputs("probe features"))
         with torch.no_grad():
-            inputs = torch.cat(
-                [
-                    torch.cat(list(_layer_inputs(head, last, f, self.batch_size,
-                                                 False, "")))
-                    for f in source
-                ]
-            )
+            inputs = torch.cat([
+                torch.cat(list(extract_head_inputs(
+                    head, last, InputData(f), batch_size=self.batch_size,
+                    device=device, float_dtype=torch.float32, check_output=False,
+                )))
+                for f in source
+            ])
         probe = LogisticRegression(max_iter=1000)
-        probe.fit(inputs.cpu().double().numpy(), y_enc)
+        probe.fit(inputs.cpu().double().numpy(), y_enc, sample_weight=weights)
         coef, intercept = probe.coef_, probe.intercept_
         if n_classes == 2:  # one logit difference -> two symmetric columns
             coef = np.vstack([-coef / 2, coef / 2])
             intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-        new_last = nn.Linear(last.in_features, n_classes, dtype=dtype).to(device)
+        new_last = nn.Linear(last.in_features, n_classes).to(device)
         with torch.no_grad():
-            new_last.weight.copy_(torch.as_tensor(coef, dtype=dtype))
-            new_last.bias.copy_(torch.as_tensor(intercept, dtype=dtype))
+            new_last.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
+            new_last.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
         new_last.requires_grad_(False)
-        head = copy.deepcopy(head)
-        return _replace_submodule(head, last_name, new_last)
+        return _replace_submodule(copy.deepcopy(head), last_name, new_last)
 
     def _importances(self, head, names, features, head_inputs, y_t, codes_t,
-                     codes, n_groups):
+                     codes, n_groups, w_t):
         """Return ({layer: ihat diagonal}, {layer: per-group I_s} or None)."""
         if self.importance == "uniform":
             ihats = {}
@@ -763,18 +874,21 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         else:
             step = self.batch_size
             source = (
-                (f, y_t[i : i + len(f)], codes_t[i : i + len(f)])
-                for f, i in zip(head_inputs("Fisher"), range(0, len(y_t), step),
-                                strict=True)
+                (f, y_t[i : i + len(f)], codes_t[i : i + len(f)],
+                 None if w_t is None else w_t[i : i + len(f)])
+                for f, i in zip(head_inputs("Fisher", check=False),
+                                range(0, len(y_t), step), strict=True)
             )
         rows = group_row_importance(
-            head, source, y_t, codes_t, n_groups, batch_size=self.batch_size
+            head, source, y_t, codes_t, n_groups, batch_size=self.batch_size,
+            sample_weight=w_t,
         )
         rows = {n: rows[n] for n in names}
         if self.importance == "fisher":
-            # pooled Fisher = row-count-weighted mean of the groups' Fisher
+            # pooled Fisher = (weighted) row-count-weighted mean of the groups'
             counts = np.bincount(
                 codes if codes is not None else np.zeros(len(y_t), dtype=int),
+                weights=None if w_t is None else w_t.cpu().numpy(),
                 minlength=n_groups,
             ).astype(float)
             pooled = {n: (counts / counts.sum()) @ r for n, r in rows.items()}
@@ -791,11 +905,13 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         "batch_size": "batch_size", "train_split": "train_split",
         "callbacks": "callbacks", "device": "device", "verbose": "verbose",
         "classes": "(taken from y)", "iterator_train__shuffle": "(always True)",
+        "iterator_train": "(batches sliced from tensors)",
+        "iterator_valid": "(batches sliced from tensors)",
         "fairness_penalty": "fairness_penalty",
         "penalty_strength": "penalty_strength",
     }
 
-    def _make_net(self, module, n_classes):
+    def _make_net(self, module, n_classes, train_split, extra_callbacks):
         clash = sorted(set(self.net_params or {}) & set(self._RESERVED_NET_PARAMS))
         if clash:
             hints = {k: self._RESERVED_NET_PARAMS[k] for k in clash}
@@ -803,22 +919,25 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 f"net_params sets {clash}, which the estimator sets itself; use "
                 f"its own parameter instead: {hints}."
             )
-        callbacks = copy.deepcopy(self.callbacks) if self.callbacks else []
-        callbacks = list(callbacks) + [("stop_on_nonfinite", _StopOnNonFiniteLoss())]
+        callbacks = list(copy.deepcopy(self.callbacks) if self.callbacks else [])
+        callbacks += extra_callbacks
+        callbacks.append(("stop_on_nonfinite", StopOnNonFiniteLoss()))
         if self.verbose > 1:
             callbacks.append(("progress_bar", ProgressBar()))
-        return _HeadNet(
+        return HeadNet(
             module,
             criterion=nn.CrossEntropyLoss,
             optimizer=self.optimizer,
             lr=self.lr,
             max_epochs=self.max_epochs,
             batch_size=self.batch_size,
-            train_split=self.train_split,
+            train_split=train_split,
             callbacks=callbacks,
             device=self.device,
             verbose=int(self.verbose > 0),
             classes=list(range(n_classes)),
+            iterator_train=BatchIterator,
+            iterator_valid=BatchIterator,
             iterator_train__shuffle=True,
             fairness_penalty=self.fairness_penalty,
             penalty_strength=self.penalty_strength,
@@ -829,27 +948,25 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     @torch.no_grad()
     def _logits(self, X):
         check_is_fitted(self)
-        X = validate_data(
-            self, X, reset=False, allow_nd=True, dtype=[np.float32, np.float64],
-            ensure_all_finite=True,
-        )
+        data = check_input(self, X, reset=False)
         device = torch.device(self.device)
-        dtype = next(self.model_.parameters()).dtype
-        X_t = _to_tensor(X, dtype)
+        float_dtype = _float_dtype(self.model_)
         self.model_.eval()
         out = [
-            self.model_(_batch(X_t, i, self.batch_size, device))
-            for i in range(0, len(X_t), self.batch_size)
+            self._forward_logits(
+                self.model_, data.batch(i, i + self.batch_size, device, float_dtype)
+            ).double()
+            for i in range(0, len(data), self.batch_size)
         ]
-        return torch.cat(out).double()
+        return torch.cat(out)
 
     def predict_proba(self, X):
         """Return class probabilities (softmax of the logits), as float64.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Input of the backbone.
+        X : array-like, torch.Tensor or mapping of shape (n_samples, ...)
+            Input of the backbone, in the form used in ``fit``.
 
         Returns
         -------
@@ -863,8 +980,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Input of the backbone.
+        X : array-like, torch.Tensor or mapping of shape (n_samples, ...)
+            Input of the backbone, in the form used in ``fit``.
 
         Returns
         -------
@@ -882,8 +999,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, ...)
-            Input of the backbone.
+        X : array-like, torch.Tensor or mapping of shape (n_samples, ...)
+            Input of the backbone, in the form used in ``fit``.
 
         Returns
         -------
@@ -893,16 +1010,82 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         indices = self._logits(X).argmax(dim=1).cpu().numpy()
         return self.classes_[indices]
 
-    def export_module(self):
+    def export_module(self, merge=True):
         """Return a plain torch module (frozen trunk + fine-tuned head).
+
+        Parameters
+        ----------
+        merge : bool, default=True
+            Fold every factorized layer back into one ``nn.Linear`` with
+            ``W = A B`` (and the head back into the backbone's dtype), so
+            the result has the user's original architecture: its
+            ``state_dict`` loads into a fresh copy of the pre-trained model,
+            and a ``torch.save``-d module loads where only torch is
+            installed. ``False`` keeps the low-rank layers (fewer
+            parameters; needs ``sklearn_winfair`` to unpickle).
 
         Returns
         -------
         module : torch.nn.Module
-            A copy in eval mode, mapping a batch of ``X`` to logits; no
-            scikit-learn or skorch needed to use it.
+            A copy in eval mode whose parameters do not require grad, mapping
+            a batch of ``X`` to the backbone's output.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> from sklearn_winfair import FairLowRankFineTuner
+        >>> backbone = torch.nn.Sequential(
+        ...     torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> X = np.random.RandomState(0).normal(size=(64, 4)).astype("float32")
+        >>> y = (X[:, 0] > 0).astype(int)
+        >>> clf = FairLowRankFineTuner(backbone, importance="uniform", rank=1,
+        ...                            max_epochs=2, random_state=0).fit(X, y)
+        >>> fresh = torch.nn.Sequential(
+        ...     torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+        >>> fresh.load_state_dict(clf.export_module().state_dict())
+        <All keys matched successfully>
         """
         check_is_fitted(self)
         module = copy.deepcopy(self.model_)
-        module.eval()
-        return module
+        if merge:
+            head = module.get_submodule(self.head_name_)
+            merged = merge_low_rank(head, dtype=self._head_dtype)
+            module = _replace_submodule(module, self.head_name_, merged)
+        return _freeze(module)
+
+    # --------------------------------------------------------------- pickle
+    def _trunk_is_backbone(self):
+        """Whether ``model_`` outside the head still equals ``backbone``."""
+        prefix = self.head_name_ + "." if self.head_name_ else None
+        ours = {
+            k: v for k, v in self.model_.state_dict().items()
+            if prefix is not None and not k.startswith(prefix)
+        }
+        theirs = {
+            k: v for k, v in self.backbone.state_dict().items()
+            if prefix is not None and not k.startswith(prefix)
+        }
+        if ours.keys() != theirs.keys():
+            return False
+        return all(
+            v.dtype == theirs[k].dtype and torch.equal(v.cpu(), theirs[k].cpu())
+            for k, v in ours.items()
+        )
+
+    def __getstate__(self):
+        """Pickle the frozen trunk once: ``model_`` is rebuilt from ``backbone``."""
+        state = super().__getstate__()
+        model = state.get("model_")
+        if model is not None and self.head_name_ and self._trunk_is_backbone():
+            state = dict(state)
+            state["model_"] = None
+            state["_model_head"] = model.get_submodule(self.head_name_)
+        return state
+
+    def __setstate__(self, state):
+        head = state.pop("_model_head", None)
+        super().__setstate__(state)
+        if head is not None:
+            device = next(head.parameters()).device
+            model = _freeze(copy.deepcopy(self.backbone).to(device))
+            self.model_ = _freeze(_replace_submodule(model, self.head_name_, head))

@@ -50,6 +50,50 @@ def _per_sample_rows_closed_form(layer, x, y):
     return x.square() * err.square().sum(dim=1, keepdim=True)
 
 
+class _NoClosedForm(Exception):
+    """A head layer is not a plain per-sample linear map (fall back to vmap)."""
+
+
+def _per_sample_rows_chain(head, names, x, y):
+    """Per-sample row sums for every linear layer, from one batched backward.
+
+    For a layer ``z = a W + b`` inside the head, the per-sample gradient is
+    the outer product ``dL_i/dW[j, c] = a_ij g_ic`` with
+    ``g_i = dL_i / dz_i``, so ``sum_c (dL_i/dW[j, c])**2 = a_ij**2 ||g_i||**2``.
+    One backward of the *summed* loss gives every ``g_i`` at once, because
+    row ``i`` of the batch only reaches loss ``i`` (the head is in eval mode:
+    no batch statistics). Raises :class:`_NoClosedForm` when a layer is
+    called more than once or sees inputs that are not 2-d.
+    """
+    inputs, outputs = {}, {}
+    handles = []
+
+    def make_hook(name):
+        def hook(module, args, out):
+            if name in outputs or args[0].ndim != 2:
+                raise _NoClosedForm
+            inputs[name], outputs[name] = args[0], out
+        return hook
+
+    for n in names:
+        layer = head.get_submodule(n) if n else head
+        handles.append(layer.register_forward_hook(make_hook(n)))
+    try:
+        with torch.enable_grad():
+            xg = x.detach().requires_grad_(True)
+            loss = F.cross_entropy(head(xg), y, reduction="sum")
+            if len(outputs) != len(names):
+                raise _NoClosedForm
+            grads = torch.autograd.grad(loss, [outputs[n] for n in names])
+    finally:
+        for h in handles:
+            h.remove()
+    return {
+        n: inputs[n].detach().square() * g.square().sum(dim=1, keepdim=True)
+        for n, g in zip(names, grads, strict=True)
+    }
+
+
 def _per_sample_rows_func(head, names, x, y):
     """Per-sample row sums of squared gradients for every named linear layer.
 
@@ -74,7 +118,8 @@ def _accumulate(sums, rows, codes):
     sums.index_add_(0, codes, rows)
 
 
-def group_row_importance(head, features, y, codes, n_groups, *, batch_size=1024):
+def group_row_importance(head, features, y, codes, n_groups, *, batch_size=1024,
+                         sample_weight=None):
     """Per-group empirical Fisher row importance of each linear layer of ``head``.
 
     Parameters
@@ -93,6 +138,12 @@ def group_row_importance(head, features, y, codes, n_groups, *, batch_size=1024)
         Number of groups.
     batch_size : int, default=1024
         Rows per vectorised gradient computation.
+    sample_weight : torch.Tensor of shape (n_samples,) or None, default=None
+        Non-negative row weights: ``F_s`` becomes the weighted mean of the
+        per-sample squared gradients within each group (a row of weight 0
+        counts as absent; an integer weight as that many copies of the row).
+        With uncached ``features`` batches, pass them as a fourth element
+        of each batch instead.
 
     Returns
     -------
@@ -100,15 +151,17 @@ def group_row_importance(head, features, y, codes, n_groups, *, batch_size=1024)
         For each linear layer (by name inside ``head``; ``""`` for ``head``
         itself), ``I_s[j] = sum_c F_s[j, c]`` with
         ``F_s[j, c] = mean_{i in s} (dL_i/dW[j, c])**2``. A group without rows
-        gets a row of zeros.
+        (or with zero total weight) gets a row of zeros.
 
     Notes
     -----
     Per-sample squared gradients, not squared batch gradients: the paper's
     empirical Fisher. A single ``nn.Linear`` head uses the closed form
-    ``x_ij**2 (p_ic - y_ic)**2``; any other head uses
-    :func:`torch.func.vmap` of :func:`torch.func.grad`. Both give the same
-    numbers (a test proves it).
+    ``x_ij**2 (p_ic - y_ic)**2``; a head of linear layers and element-wise
+    steps (an MLP) gets every layer's per-sample gradient from one batched
+    backward, in closed form by the chain rule; any other head uses
+    :func:`torch.func.vmap` of :func:`torch.func.grad`. All give the same
+    numbers (tests prove it).
     """
     names = linear_layer_names(head)
     if not names:
@@ -119,18 +172,23 @@ def group_row_importance(head, features, y, codes, n_groups, *, batch_size=1024)
         if isinstance(features, torch.Tensor):
             batches = (
                 (features[i : i + batch_size], y[i : i + batch_size],
-                 codes[i : i + batch_size])
+                 codes[i : i + batch_size],
+                 None if sample_weight is None else sample_weight[i : i + batch_size])
                 for i in range(0, len(features), batch_size)
             )
         else:
             batches = features
         sums, counts = None, torch.zeros(n_groups, dtype=torch.float64)
-        for xb, yb, cb in batches:
+        for xb, yb, cb, *wb in batches:
+            wb = wb[0] if wb else None
             if isinstance(head, nn.Linear):
                 with torch.no_grad():
                     rows = {"": _per_sample_rows_closed_form(head, xb, yb)}
             else:
-                rows = _per_sample_rows_func(head, names, xb, yb)
+                try:
+                    rows = _per_sample_rows_chain(head, names, xb, yb)
+                except _NoClosedForm:
+                    rows = _per_sample_rows_func(head, names, xb, yb)
             cb = cb.to(xb.device)
             if sums is None:
                 sums = {
@@ -138,14 +196,19 @@ def group_row_importance(head, features, y, codes, n_groups, *, batch_size=1024)
                                    device=xb.device)
                     for n, r in rows.items()
                 }
+            if wb is None:
+                wb = torch.ones(len(cb), dtype=torch.float64, device=xb.device)
+            wb = wb.to(device=xb.device, dtype=torch.float64)
             for n, r in rows.items():
-                _accumulate(sums[n], r.to(torch.float64), cb)
-            counts += torch.bincount(cb.cpu(), minlength=n_groups).to(torch.float64)
+                _accumulate(sums[n], r.to(torch.float64) * wb[:, None], cb)
+            counts += torch.bincount(
+                cb.cpu(), weights=wb.cpu(), minlength=n_groups
+            ).to(torch.float64)
     finally:
         head.train(was_training)
     if sums is None:
         raise ValueError("No rows to compute the Fisher importance on.")
-    denom = counts.clamp(min=1).unsqueeze(1).numpy()
+    denom = torch.where(counts > 0, counts, 1.0).unsqueeze(1).numpy()
     return {n: s.cpu().numpy() / denom for n, s in sums.items()}
 
 

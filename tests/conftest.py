@@ -21,6 +21,7 @@ class PadTo(nn.Module):
         self.width = width
 
     def forward(self, x):
+        x = x.float()  # the model's own first step: integer X arrives as is
         n = x.shape[1]
         if n >= self.width:
             return x[:, : self.width]

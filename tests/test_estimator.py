@@ -18,6 +18,7 @@ from sklearn_winfair import (
     demographic_parity_gap,
 )
 from sklearn_winfair._factorize import LowRankLinear, weighted_svd
+from sklearn_winfair.exceptions import HeadClassesWarning, SmallGroupWarning
 
 FAST = dict(max_epochs=5, lr=0.05, batch_size=64, random_state=0)
 
@@ -94,7 +95,8 @@ def test_string_multiclass_targets_and_dataframe_input():
     names = np.array(["low", "mid", "high"])[y]
     frame = pd.DataFrame(X, columns=[f"f{i}" for i in range(5)])
     clf = FairLowRankFineTuner(mlp_backbone(n_out=3), rank=2, **FAST)
-    clf.fit(frame, names, sensitive_features=pd.Series(s))
+    with pytest.warns(HeadClassesWarning, match=r"\['high', 'low', 'mid'\]"):
+        clf.fit(frame, names, sensitive_features=pd.Series(s))
     assert list(clf.classes_) == ["high", "low", "mid"]
     assert list(clf.feature_names_in_) == list(frame.columns)
     assert set(clf.predict(frame)) <= set(clf.classes_)
@@ -139,8 +141,15 @@ def test_export_module_reproduces_predictions(task):
     module = clf.export_module()
     with torch.no_grad():
         proba = torch.softmax(module(torch.from_numpy(X)), dim=1).double().numpy()
+    # merged: W = A B in float32, so equal up to float rounding
+    np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=1e-5)
+    assert not any(p.requires_grad for p in module.parameters())
+    assert isinstance(module[2], nn.Linear)
+    unmerged = clf.export_module(merge=False)
+    assert isinstance(unmerged[2], LowRankLinear)
+    with torch.no_grad():
+        proba = torch.softmax(unmerged(torch.from_numpy(X)), dim=1).double().numpy()
     np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=1e-6)
-    assert not any(p.requires_grad for p in module[0].parameters())
 
 
 def test_trunk_is_frozen_and_caller_backbone_untouched(task):
@@ -261,12 +270,13 @@ def test_intersectional_dataframe_groups(task):
 def test_small_group_with_a_single_class_still_works(task):
     """A group of three rows, all of one class, is handled."""
     X, y, s = task
-    s = s.copy()
+    s = s.astype(object)  # a "<U1" array would store "tiny" as "t"
     idx = np.flatnonzero(y == 1)[:3]
     s[:] = "big"
     s[idx] = "tiny"
     clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST)
-    clf.fit(X, y, sensitive_features=s)
+    with pytest.warns(SmallGroupWarning, match=r"'tiny': \{'0': 0, '1': 3\}"):
+        clf.fit(X, y, sensitive_features=s)
     assert np.all(np.isfinite(clf.neutral_importance_["2"]))
 
 
@@ -290,7 +300,7 @@ def test_fairness_penalty_reduces_the_demographic_parity_gap():
     X = rng.normal(size=(n, 5)).astype(np.float32)
     X[:, 0] += np.where(s == "a", 1.0, -1.0)
     y = (X[:, 0] + 0.3 * X[:, 1] > 0).astype(int)
-    kw = dict(rank=None, max_epochs=15, batch_size=100, random_state=0)
+    kw = dict(rank=None, max_epochs=15, lr=1e-2, batch_size=100, random_state=0)
     plain = FairLowRankFineTuner(mlp_backbone(), **kw).fit(X, y, sensitive_features=s)
     fair = FairLowRankFineTuner(
         mlp_backbone(), fairness_penalty="demographic_parity",
@@ -457,7 +467,7 @@ def test_backbone_without_linear_and_bad_head_name(task):
             X, y, sensitive_features=s
         )
     after = nn.Sequential(*mlp_backbone(), nn.Softmax(dim=1))
-    with pytest.raises(ValueError, match="head's output is not the backbone's"):
+    with pytest.raises(ValueError, match="head's output is not the logits"):
         FairLowRankFineTuner(after, rank=1, **FAST).fit(X, y, sensitive_features=s)
 
 
@@ -485,29 +495,30 @@ def test_predict_before_fit_and_wrong_width(task):
         clf.predict(X[:, :4])
 
 
-def test_memory_shares_features_across_fits(task, tmp_path, monkeypatch):
-    """With memory=, a second fit on the same data skips feature extraction."""
-    import sklearn_winfair._estimator as est
+def _count_rows(backbone):
+    """Count the rows the backbone (and every deep copy of it) runs on."""
+    rows = []
+    backbone.register_forward_hook(lambda m, args, out: rows.append(len(args[0])))
+    return rows
 
+
+def test_memory_shares_features_across_fits(task, tmp_path):
+    """With memory=, a second fit on the same rows runs the backbone on none."""
     X, y, s = task
-    calls = []
-    real = est._layer_inputs
-
-    def counting(model, layer, *args, **kwargs):
-        if kwargs.get("check_output"):
-            calls.append(1)
-        return real(model, layer, *args, **kwargs)
-
-    monkeypatch.setattr(est, "_layer_inputs", counting)
     backbone = mlp_backbone()
+    rows = _count_rows(backbone)
     a = FairLowRankFineTuner(backbone, rank=1, memory=str(tmp_path), **FAST)
     a.fit(X, y, sensitive_features=s)
-    n_first = len(calls)
+    assert sum(rows) == len(X)
     b = FairLowRankFineTuner(copy.deepcopy(backbone), rank=1, alpha=0.9,
                              memory=str(tmp_path), **FAST)
     b.fit(X, y, sensitive_features=s)
-    # the Fisher pass reuses the cached features too: no extraction at all
-    assert n_first == 1 and len(calls) == 1
+    assert sum(rows) == len(X)  # the Fisher pass reuses the stored features too
+    # a fit on some new rows and some stored ones extracts only the new ones
+    X2 = np.vstack([X[:50], X[:20] + 1.0])
+    c = FairLowRankFineTuner(backbone, rank=1, memory=str(tmp_path), **FAST)
+    c.fit(X2, np.r_[y[:50], y[:20]], sensitive_features=np.r_[s[:50], s[:20]])
+    assert sum(rows) == len(X) + 20
     ref = FairLowRankFineTuner(backbone, rank=1, alpha=0.9, **FAST)
     ref.fit(X, y, sensitive_features=s)
     np.testing.assert_array_equal(b.predict_proba(X), ref.predict_proba(X))
@@ -548,7 +559,8 @@ def test_group_importance_matches_an_independent_fisher():
     labels = np.where(y == 1, "alpha", "zulu")  # class 0 of classes_ is "alpha"
     groups = np.where(s == "a", "zz", "aa")  # groups_[0] is "aa"
     backbone = mlp_backbone()
-    clf = FairLowRankFineTuner(backbone, rank=1, **FAST)
+    clf = FairLowRankFineTuner(backbone, rank=1, head_classes=["alpha", "zulu"],
+                               **FAST)
     clf.fit(X, labels, sensitive_features=groups)
     with torch.no_grad():
         feats = backbone[:2](torch.from_numpy(X)).double().numpy()

@@ -36,10 +36,11 @@ def test_full_rank_reproduces_pretrained_logits(d, k):
     torch.manual_seed(0)
     layer = nn.Linear(d, k)
     ihat = np.random.RandomState(0).uniform(0.01, 5, size=d)
-    low = factorize_linear(layer, ihat, min(d, k))
+    low, error = factorize_linear(layer, ihat, min(d, k))
     x = torch.randn(30, d)
     torch.testing.assert_close(low(x), layer(x), rtol=1e-5, atol=1e-5)
     assert low.rank == min(d, k)
+    assert error < 1e-12
 
 
 def test_factorize_does_not_modify_layer():

@@ -1,0 +1,244 @@
+"""Frozen features: the head's input, extracted once, and the feature store.
+
+Which library does what here: torch runs the frozen trunk without gradients
+and a forward pre-hook on the head captures its input; joblib hashes the
+backbone's content; numpy writes the store's shards.
+
+The feature store (``memory=``) keys features by the backbone's content and
+by **each row's** content, so a ``GridSearchCV`` whose folds and refit see
+overlapping rows runs the backbone once per distinct row over the whole
+search. Each fit adds one shard file (written to a temporary name, then
+renamed), so several processes or Dask workers can share one folder without
+locks.
+"""
+
+import hashlib
+import os
+import uuid
+from pathlib import Path
+
+import joblib
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ._outputs import find_logits
+
+__all__ = ["FeatureStore", "backbone_fingerprint", "extract_head_inputs", "row_keys"]
+
+_NOT_LAST = (
+    "The head's output is not the logits of the backbone's output. The head "
+    "must be the last step of forward and return the class logits (no "
+    "softmax or other layer after it); if the logits are elsewhere in the "
+    "output, say where with output=..."
+)
+
+
+def _batches(n, batch_size, verbose, desc):
+    starts = range(0, n, batch_size)
+    if verbose:
+        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
+    return starts
+
+
+@torch.no_grad()
+def extract_head_inputs(model, head, data, *, batch_size, device, float_dtype,
+                        output=None, check_output=True, verbose=False,
+                        desc="frozen features"):
+    """Run ``model`` over ``data`` in batches; yield the head's input per batch.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The frozen backbone (eval mode), on ``device``.
+    head : torch.nn.Module
+        A submodule of ``model`` called once per forward pass.
+    data : InputData
+        The checked input (see :mod:`sklearn_winfair._inputs`).
+    batch_size : int
+        Rows per forward pass.
+    device : torch.device
+        Where each batch is copied.
+    float_dtype : torch.dtype
+        The trunk's floating dtype; floating inputs are cast per batch.
+    output : None, str, int or callable, default=None
+        Where the logits are in the output (see
+        :func:`~sklearn_winfair._outputs.find_logits`).
+    check_output : bool, default=True
+        On the first batch, check that the head's output is the logits.
+    verbose : bool, default=False
+        Show a progress bar.
+    desc : str, default="frozen features"
+        Its label.
+
+    Yields
+    ------
+    features : torch.Tensor of shape (batch, d), float32, on ``device``
+    """
+    captured = {}
+
+    def pre_hook(module, args):
+        if not captured.get("active"):  # the head called outside our forward
+            return
+        if len(args) != 1 or not isinstance(args[0], torch.Tensor):
+            raise ValueError(
+                "The head must take a single tensor as input; got "
+                f"{len(args)} positional argument(s)."
+            )
+        if "x" in captured:
+            raise ValueError(
+                "The head is called more than once per forward pass; name a "
+                "head that is applied once (head=...)."
+            )
+        captured["x"] = args[0]
+
+    def post_hook(module, args, out):
+        if captured.get("active"):
+            captured["out"] = out
+
+    handles = [head.register_forward_pre_hook(pre_hook)]
+    if check_output:
+        handles.append(head.register_forward_hook(post_hook))
+    try:
+        for i, start in enumerate(_batches(len(data), batch_size, verbose, desc)):
+            captured.clear()
+            captured["active"] = True
+            try:
+                batch = data.batch(start, start + batch_size, device, float_dtype)
+                out = data.forward(model, batch)
+            finally:
+                captured["active"] = False
+            if "x" not in captured:
+                raise ValueError(
+                    "The head was not called in the backbone's forward pass."
+                )
+            if check_output and i == 0:
+                logits = find_logits(out, output)
+                head_out = captured["out"]
+                if not (
+                    isinstance(head_out, torch.Tensor)
+                    and logits.shape == head_out.shape
+                    and torch.equal(logits, head_out)
+                ):
+                    raise ValueError(_NOT_LAST)
+            yield captured["x"].detach().float()
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def backbone_fingerprint(backbone, *parts):
+    """Content hash of a backbone's architecture and weights, plus ``parts``.
+
+    joblib's own hash of a torch module changes with every deep copy (its
+    pickle holds storage addresses), so the weights are hashed as arrays.
+
+    Parameters
+    ----------
+    backbone : torch.nn.Module
+        The user's model.
+    *parts : hashable by joblib
+        Whatever else identifies the features (the head's name, say).
+
+    Returns
+    -------
+    key : str
+    """
+    state = []
+    for k, v in backbone.state_dict().items():
+        v = v.detach().cpu()
+        values = v.float() if v.is_floating_point() else v
+        state.append((k, str(v.dtype), values.numpy()))
+    return joblib.hash((repr(backbone), state, parts))
+
+
+def row_keys(data):
+    """A 16-byte content hash of every row of ``data`` (an ``InputData``).
+
+    Parameters
+    ----------
+    data : InputData
+        The checked input.
+
+    Returns
+    -------
+    keys : ndarray of shape (n_samples,), dtype S16
+    """
+    tensors = data.tensors()
+    n = len(data)
+    keys = np.empty(n, dtype="S16")
+    step = 4096
+    for start in range(0, n, step):
+        chunks = [
+            np.ascontiguousarray(
+                t[start : start + step].reshape(min(step, n - start), -1).numpy()
+            )
+            for _, t in tensors
+        ]
+        for i in range(len(chunks[0])):
+            h = hashlib.blake2b(digest_size=16)
+            for (name, t), c in zip(tensors, chunks, strict=True):
+                h.update(name.encode())
+                h.update(str(t.dtype).encode())
+                h.update(c[i].tobytes())
+            keys[start + i] = h.digest()
+    return keys
+
+
+class FeatureStore:
+    """Features of rows, keyed by row content, in one folder per backbone.
+
+    Parameters
+    ----------
+    location : str or path-like
+        Parent folder (``joblib.Memory``'s ``location``).
+    key : str
+        The backbone's :func:`backbone_fingerprint`.
+
+    Examples
+    --------
+    >>> import numpy as np, tempfile
+    >>> from sklearn_winfair._features import FeatureStore
+    >>> store = FeatureStore(tempfile.mkdtemp(), "backbone")
+    >>> keys = np.array([b"a" * 16, b"b" * 16], dtype="S16")
+    >>> store.add(keys[:1], np.ones((1, 3), dtype="float32"))
+    >>> feats, found = store.lookup(keys)
+    >>> found.tolist()
+    [True, False]
+    """
+
+    def __init__(self, location, key):
+        self.folder = Path(location) / "sklearn_winfair_features" / key
+
+    def _shards(self):
+        if not self.folder.is_dir():
+            return []
+        return sorted(self.folder.glob("*.npz"))
+
+    def lookup(self, keys):
+        """Return ``(features or None, found mask)`` for the rows ``keys``."""
+        found = np.zeros(len(keys), dtype=bool)
+        features = None
+        for shard in self._shards():
+            with np.load(shard) as f:
+                stored_keys, stored = f["keys"], f["features"]
+            where = pd.Index(stored_keys).get_indexer(keys)
+            hit = (where >= 0) & ~found
+            if not hit.any():
+                continue
+            if features is None:
+                features = np.zeros((len(keys), stored.shape[1]), dtype=np.float32)
+            features[hit] = stored[where[hit]]
+            found |= hit
+        return features, found
+
+    def add(self, keys, features):
+        """Write the rows ``keys`` with their ``features`` as a new shard."""
+        if len(keys) == 0:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        name = uuid.uuid4().hex
+        tmp = self.folder / f".{name}.tmp.npz"
+        np.savez(tmp, keys=np.asarray(keys), features=np.asarray(features))
+        os.replace(tmp, self.folder / f"{name}.npz")
