@@ -2,6 +2,18 @@
 
 scikit-learn makes the scorers (:func:`~sklearn.metrics.make_scorer`) and routes
 ``sensitive_features`` to them through its metadata routing.
+
+Examples
+--------
+``err_scorer`` scores :func:`weighted_f1_error`; a search stores it negated:
+
+>>> from sklearn.linear_model import LogisticRegression
+>>> from sklearn.model_selection import cross_val_score
+>>> from sklearn_winfair.metrics import err_scorer
+>>> X, y = [[0.0], [1.0], [2.0], [3.0]] * 3, [0, 0, 1, 1] * 3
+>>> scores = cross_val_score(LogisticRegression(), X, y, cv=2, scoring=err_scorer)
+>>> [float(s) for s in scores]
+[-0.0, -0.0]
 """
 
 # Authors: sklearn-winfair developers
