@@ -1,14 +1,14 @@
 """
-====================================================
+=====================================================
 Pick the fairest model within a tolerance of the best
-====================================================
+=====================================================
 
 ``GridSearchCV`` compares the method and its baselines (they are all
 ``FairLowRankFineTuner`` parameters), scores each candidate on accuracy and on
 the demographic-parity gap (the groups reach the scorer through metadata
 routing), and refits the candidate with the smallest gap among those whose
 accuracy is within ``tolerance`` of the best, with
-:func:`~sklearn_winfair.fairest_within_tolerance`.
+:func:`~sklearn_winfair.model_selection.fairest_within_tolerance`.
 
 Data: the bundled UCI Adult data (CC BY 4.0), a 6,000-row sample, sex as the
 sensitive feature (kept out of ``X``).
@@ -20,9 +20,6 @@ sensitive feature (kept out of ``X``).
 # A two-layer ReLU MLP is pre-trained on half of the sample with plain torch;
 # the other half is the new task. Its head, submodule ``"1"``, is itself a
 # small MLP (32 -> 8 -> 2), so a low rank truncates information.
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -30,13 +27,10 @@ import sklearn
 import torch
 from sklearn.model_selection import GridSearchCV, train_test_split
 
-from sklearn_winfair import (
-    FairLowRankFineTuner,
-    fairest_within_tolerance,
-    make_fairness_scorer,
-    paper_metrics,
-)
+from sklearn_winfair import FairLowRankFineTuner
 from sklearn_winfair.datasets import load_adult, make_tabular_preprocessor
+from sklearn_winfair.metrics import make_fairness_scorer, paper_metrics
+from sklearn_winfair.model_selection import fairest_within_tolerance
 
 sklearn.set_config(enable_metadata_routing=True)
 bunch = load_adult(dropna=True)
