@@ -231,7 +231,9 @@ class HeadNet(NeuralNetClassifier):
         proba = torch.softmax(y_pred, dim=1)[:, 1]
         groups = X["group"]
         if self.fairness_penalty == "demographic_parity":
-            penalty = demographic_parity_penalty(proba, groups)
+            penalty = demographic_parity_penalty(proba, groups, sample_weight=weight)
         else:
-            penalty = equalized_odds_penalty(proba, y_true, groups)
+            penalty = equalized_odds_penalty(
+                proba, y_true, groups, sample_weight=weight
+            )
         return loss + self.penalty_strength * penalty

@@ -13,7 +13,9 @@ any device; on hard predictions they equal the metrics of
 
 where :math:`\bar p_g` is the mean of ``proba_pos`` over the rows of group
 :math:`g` in the batch and :math:`\bar p_{g, c}` the same over its rows of
-true class :math:`c`; only the groups present count.
+true class :math:`c`; only the groups present count. With ``sample_weight``
+the means are weighted, :math:`\bar p_g = \sum_{i \in g} w_i p_i /
+\sum_{i \in g} w_i`, and a row of weight 0 is absent.
 """
 
 # Authors: sklearn-winfair developers
@@ -35,9 +37,12 @@ _MESSAGE_GROUPS_RANGE = (
 )
 _MESSAGE_PROBA_DTYPE = "proba_pos must be a floating point tensor. Got dtype {dtype}."
 _MESSAGE_Y_VALUES = "y must hold only 0 and 1. Got values {values}."
+_MESSAGE_WEIGHT_VALUES = (
+    "sample_weight must be finite and non-negative. Got values in [{lo}, {hi}]."
+)
 
 
-def _check_penalty_inputs(proba_pos, groups, y, num_groups):
+def _check_penalty_inputs(proba_pos, groups, y, num_groups, sample_weight=None):
     """Validate the penalty inputs; return the number of groups."""
     if not torch.is_floating_point(proba_pos):
         raise TypeError(_MESSAGE_PROBA_DTYPE.format(dtype=proba_pos.dtype))
@@ -47,6 +52,8 @@ def _check_penalty_inputs(proba_pos, groups, y, num_groups):
         )
     n = proba_pos.shape[0]
     others = {"groups": groups} if y is None else {"groups": groups, "y": y}
+    if sample_weight is not None:
+        others["sample_weight"] = sample_weight
     for name, tensor in others.items():
         if tensor.ndim != 1:
             raise ValueError(
@@ -70,23 +77,37 @@ def _check_penalty_inputs(proba_pos, groups, y, num_groups):
         values = torch.unique(y).tolist()
         if not set(values) <= {0, 1}:
             raise ValueError(_MESSAGE_Y_VALUES.format(values=values))
+    if sample_weight is not None:
+        w = sample_weight.double()
+        if not bool(torch.isfinite(w).all()) or bool((w < 0).any()):
+            raise ValueError(
+                _MESSAGE_WEIGHT_VALUES.format(lo=w.min().item(), hi=w.max().item())
+            )
     return upper
 
 
-def _group_mean_range(values, keys, num_keys, num_columns):
-    """Range (max - min) of group means over the groups present, per column.
+def _as_weights(sample_weight, values):
+    """``sample_weight`` in the dtype and on the device of ``values``, or ones."""
+    if sample_weight is None:
+        return torch.ones_like(values)
+    return sample_weight.to(dtype=values.dtype, device=values.device)
+
+
+def _group_mean_range(values, keys, num_keys, num_columns, weights):
+    """Range (max - min) of weighted group means over the groups present, per column.
 
     ``keys`` indexes a ``(num_keys // num_columns, num_columns)`` table of
-    (group, column) cells. Returns a tensor of shape ``(num_columns,)`` with 0
-    for a column in which fewer than two groups are present.
+    (group, column) cells; a cell is present when its total weight is positive.
+    Returns a tensor of shape ``(num_columns,)`` with 0 for a column in which
+    fewer than two groups are present.
     """
     num_keys = max(num_keys, num_columns)  # an empty batch still gets one row
-    sums = values.new_zeros(num_keys).index_add(0, keys, values)
-    counts = values.new_zeros(num_keys).index_add(0, keys, torch.ones_like(values))
+    sums = values.new_zeros(num_keys).index_add(0, keys, values * weights)
+    counts = values.new_zeros(num_keys).index_add(0, keys, weights)
     sums = sums.view(-1, num_columns)
     counts = counts.view(-1, num_columns)
     present = counts > 0
-    means = sums / counts.clamp(min=1)
+    means = sums / torch.where(present, counts, 1.0)
     highest = means.masked_fill(~present, -torch.inf).amax(dim=0)
     lowest = means.masked_fill(~present, torch.inf).amin(dim=0)
     spread = torch.where(present.sum(dim=0) >= 2, highest - lowest, 0.0)
@@ -94,7 +115,7 @@ def _group_mean_range(values, keys, num_keys, num_columns):
 
 
 def demographic_parity_penalty(
-    proba_pos, groups, *, num_groups=None, validate_args=True
+    proba_pos, groups, *, num_groups=None, sample_weight=None, validate_args=True
 ):
     """Differentiable demographic parity gap of a mini-batch.
 
@@ -113,6 +134,11 @@ def demographic_parity_penalty(
     num_groups : int, default=None
         Number of groups. None infers ``groups.max() + 1``, which synchronises
         with the device; pass it to avoid that.
+
+    sample_weight : torch.Tensor of shape (n_samples,), default=None
+        Non-negative row weights: each group mean becomes a weighted mean, and
+        a row of weight 0 is absent (a group whose rows all weigh 0 is not
+        present). None weighs every row 1.
 
     validate_args : bool, default=True
         Check shapes, dtypes and values. Set to False in a hot loop once the
@@ -154,17 +180,28 @@ def demographic_parity_penalty(
     >>> penalty.backward()
     >>> proba.grad
     tensor([ 0.5000,  0.5000, -0.5000, -0.5000])
+
+    Weights make each group's mean a weighted mean (group 0: (3 * 0.9 + 0.7)
+    / 4 = 0.85):
+
+    >>> weights = torch.tensor([3.0, 1.0, 1.0, 1.0])
+    >>> penalty = demographic_parity_penalty(proba, groups, sample_weight=weights)
+    >>> round(penalty.item(), 4)
+    0.55
     """
     if validate_args:
-        num_groups = _check_penalty_inputs(proba_pos, groups, None, num_groups)
+        num_groups = _check_penalty_inputs(
+            proba_pos, groups, None, num_groups, sample_weight
+        )
     elif num_groups is None:
         num_groups = int(groups.max()) + 1 if groups.numel() else 0
     keys = groups.long()
-    return _group_mean_range(proba_pos, keys, num_groups, 1)[0]
+    weights = _as_weights(sample_weight, proba_pos)
+    return _group_mean_range(proba_pos, keys, num_groups, 1, weights)[0]
 
 
 def equalized_odds_penalty(
-    proba_pos, y, groups, *, num_groups=None, validate_args=True
+    proba_pos, y, groups, *, num_groups=None, sample_weight=None, validate_args=True
 ):
     """Differentiable equalized odds gap (TPR gap + FPR gap) of a mini-batch.
 
@@ -188,6 +225,11 @@ def equalized_odds_penalty(
     num_groups : int, default=None
         Number of groups. None infers ``groups.max() + 1``, which synchronises
         with the device; pass it to avoid that.
+
+    sample_weight : torch.Tensor of shape (n_samples,), default=None
+        Non-negative row weights: each group mean becomes a weighted mean, and
+        a row of weight 0 is absent (a group whose rows all weigh 0 is not
+        present). None weighs every row 1.
 
     validate_args : bool, default=True
         Check shapes, dtypes and values. Set to False in a hot loop once the
@@ -227,10 +269,20 @@ def equalized_odds_penalty(
     >>> groups = torch.tensor([0, 0, 1, 1])
     >>> round(equalized_odds_penalty(proba, y, groups).item(), 4)
     0.5
+
+    A row of weight 0 is absent: without group 1's negative row, only the
+    positives' gap |0.9 - 0.6| remains.
+
+    >>> weights = torch.tensor([1.0, 1.0, 1.0, 0.0])
+    >>> round(equalized_odds_penalty(proba, y, groups, sample_weight=weights).item(), 4)
+    0.3
     """
     if validate_args:
-        num_groups = _check_penalty_inputs(proba_pos, groups, y, num_groups)
+        num_groups = _check_penalty_inputs(
+            proba_pos, groups, y, num_groups, sample_weight
+        )
     elif num_groups is None:
         num_groups = int(groups.max()) + 1 if groups.numel() else 0
     keys = groups.long() * 2 + y.long()
-    return _group_mean_range(proba_pos, keys, 2 * num_groups, 2).sum()
+    weights = _as_weights(sample_weight, proba_pos)
+    return _group_mean_range(proba_pos, keys, 2 * num_groups, 2, weights).sum()

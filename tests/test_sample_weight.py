@@ -1,0 +1,114 @@
+"""Tests for sample_weight: penalties, importances, SVD, probe, routing, fairlearn.
+
+The deterministic parts of a fit (the Fisher importances, the weighted SVD at
+initialization, the linear probe) are proven equal exactly between a weighted
+fit and the fit on the rows it stands for (zero weight = row dropped, integer
+weight = row repeated). Training itself is stochastic in its mini-batches, which
+is why scikit-learn's ``check_sample_weight_equivalence`` is an expected failure
+in test_common.py.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+from sklearn_winfair.penalties import (
+    demographic_parity_penalty,
+    equalized_odds_penalty,
+)
+
+# --------------------------------------------------------------------------
+# penalties
+# --------------------------------------------------------------------------
+
+
+def test_weighted_penalties_equal_hand_computation():
+    """Weighted group means, computed by hand on six rows."""
+    proba = torch.tensor([0.9, 0.5, 0.2, 0.6, 0.1, 0.3], dtype=torch.float64)
+    y = torch.tensor([1, 0, 1, 1, 0, 0])
+    groups = torch.tensor([0, 0, 0, 1, 1, 1])
+    w = torch.tensor([2.0, 1.0, 1.0, 3.0, 1.0, 0.5], dtype=torch.float64)
+
+    # DP: group 0 = (2*.9 + .5 + .2) / 4, group 1 = (3*.6 + .1 + .5*.3) / 4.5
+    g0 = (2 * 0.9 + 0.5 + 0.2) / 4
+    g1 = (3 * 0.6 + 0.1 + 0.5 * 0.3) / 4.5
+    dp = demographic_parity_penalty(proba, groups, sample_weight=w)
+    assert dp.item() == pytest.approx(abs(g0 - g1), abs=1e-12)
+
+    # EO: positives g0 (2*.9 + .2) / 3 vs g1 .6;
+    # negatives g0 .5 vs g1 (.1 + .5*.3) / 1.5
+    pos = abs((2 * 0.9 + 0.2) / 3 - 0.6)
+    neg = abs(0.5 - (0.1 + 0.5 * 0.3) / 1.5)
+    eo = equalized_odds_penalty(proba, y, groups, sample_weight=w)
+    assert eo.item() == pytest.approx(pos + neg, abs=1e-12)
+
+
+@pytest.mark.parametrize("n_groups", [2, 3])
+def test_penalties_all_ones_weights_equal_unweighted(n_groups):
+    rng = np.random.default_rng(0)
+    proba = torch.tensor(rng.random(50), requires_grad=True)
+    y = torch.as_tensor(rng.integers(0, 2, 50))
+    groups = torch.as_tensor(rng.integers(0, n_groups, 50))
+    ones = torch.ones(50, dtype=torch.float64)
+    for penalty, args in [
+        (demographic_parity_penalty, (proba, groups)),
+        (equalized_odds_penalty, (proba, y, groups)),
+    ]:
+        plain = penalty(*args)
+        (grad_plain,) = torch.autograd.grad(plain, proba)
+        weighted = penalty(*args, sample_weight=ones)
+        (grad_weighted,) = torch.autograd.grad(weighted, proba)
+        assert weighted.item() == plain.item()
+        torch.testing.assert_close(grad_weighted, grad_plain, rtol=0, atol=0)
+
+
+def test_penalties_integer_and_zero_weights_equal_repeated_and_dropped_rows():
+    rng = np.random.default_rng(1)
+    n = 40
+    proba = torch.as_tensor(rng.random(n))
+    y = torch.as_tensor(rng.integers(0, 2, n))
+    groups = torch.as_tensor(rng.integers(0, 3, n))
+    counts = torch.as_tensor(rng.integers(0, 4, n))  # 0 drops the row
+    rows = torch.repeat_interleave(torch.arange(n), counts)
+    w = counts.double()
+    assert demographic_parity_penalty(
+        proba, groups, sample_weight=w
+    ).item() == pytest.approx(
+        demographic_parity_penalty(proba[rows], groups[rows]).item(), abs=1e-12
+    )
+    assert equalized_odds_penalty(
+        proba, y, groups, sample_weight=w
+    ).item() == pytest.approx(
+        equalized_odds_penalty(proba[rows], y[rows], groups[rows]).item(), abs=1e-12
+    )
+
+
+def test_penalties_group_with_zero_weight_is_absent():
+    proba = torch.tensor([0.9, 0.7, 0.2, 0.4])
+    groups = torch.tensor([0, 0, 1, 1])
+    w = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    # only group 0 is present: no gap
+    assert demographic_parity_penalty(proba, groups, sample_weight=w).item() == 0.0
+    assert equalized_odds_penalty(
+        proba, torch.tensor([1, 0, 1, 0]), groups, sample_weight=w
+    ).item() == 0.0
+
+
+@pytest.mark.parametrize(
+    "w, match",
+    [
+        (torch.tensor([1.0, -1.0, 1.0, 1.0]), "finite and non-negative"),
+        (torch.tensor([1.0, float("nan"), 1.0, 1.0]), "finite and non-negative"),
+        (torch.tensor([1.0, 1.0, 1.0]), "sample_weight must have the same length"),
+        (torch.ones(4, 1), "sample_weight must be a 1-d tensor"),
+    ],
+)
+def test_penalties_reject_bad_weights(w, match):
+    proba = torch.tensor([0.9, 0.7, 0.2, 0.4])
+    groups = torch.tensor([0, 0, 1, 1])
+    with pytest.raises(ValueError, match=match):
+        demographic_parity_penalty(proba, groups, sample_weight=w)
+    with pytest.raises(ValueError, match=match):
+        equalized_odds_penalty(
+            proba, torch.tensor([1, 0, 1, 0]), groups, sample_weight=w
+        )
