@@ -271,7 +271,7 @@ def equalized_odds_penalty(
     0.5
 
     A row of weight 0 is absent: without group 1's negative row, only the
-    positives' gap |0.9 - 0.6| remains.
+    positives' gap ``|0.9 - 0.6|`` remains.
 
     >>> weights = torch.tensor([1.0, 1.0, 1.0, 0.0])
     >>> round(equalized_odds_penalty(proba, y, groups, sample_weight=weights).item(), 4)
