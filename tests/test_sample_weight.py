@@ -157,3 +157,48 @@ def test_reweighing_weights_intersectional_and_errors():
         reweighing_weights([0.5, 1.5], sensitive_features=["a", "b"])
     with pytest.raises(ValueError, match="y is empty"):
         reweighing_weights([], sensitive_features=[])
+
+
+# --------------------------------------------------------------------------
+# scorers
+# --------------------------------------------------------------------------
+
+
+def test_scorers_pass_routed_sample_weight():
+    import sklearn
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import KFold, cross_validate
+
+    from sklearn_winfair.metrics import (
+        demographic_parity_gap,
+        err_scorer,
+        make_fairness_scorer,
+        weighted_f1_error,
+    )
+
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(120, 3))
+    y = (X[:, 0] + rng.normal(size=120) > 0).astype(int)
+    s = rng.choice(["a", "b"], size=120)
+    w = rng.uniform(0.1, 3.0, size=120)
+    cv = KFold(3)
+    with sklearn.config_context(enable_metadata_routing=True):
+        dp = make_fairness_scorer("demographic_parity")
+        clf = LogisticRegression().set_fit_request(sample_weight=False)
+        result = cross_validate(
+            clf, X, y, cv=cv, scoring={"dp": dp, "err": err_scorer},
+            params={"sensitive_features": s, "sample_weight": w},
+            return_estimator=True,
+        )
+    for k, (_, test) in enumerate(cv.split(X)):
+        y_pred = result["estimator"][k].predict(X[test])
+        gap = demographic_parity_gap(
+            y[test], y_pred, sensitive_features=s[test], sample_weight=w[test]
+        )
+        unweighted = demographic_parity_gap(
+            y[test], y_pred, sensitive_features=s[test]
+        )
+        assert gap != pytest.approx(unweighted)  # the weights matter here
+        assert result["test_dp"][k] == pytest.approx(-gap)
+        err = weighted_f1_error(y[test], y_pred, sample_weight=w[test])
+        assert result["test_err"][k] == pytest.approx(-err)

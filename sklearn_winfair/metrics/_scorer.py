@@ -54,10 +54,14 @@ _FAIRNESS_METRICS = {
 }
 
 
-def _fairness_score(y_true, y_pred, *, metric, sensitive_features=None, **kwargs):
+def _fairness_score(
+    y_true, y_pred, *, metric, sensitive_features=None, sample_weight=None, **kwargs
+):
     """Call ``metric``, explaining how to route a missing ``sensitive_features``."""
     if sensitive_features is None:
         raise ValueError(_MESSAGE_SCORER_NO_SENSITIVE_FEATURES)
+    if sample_weight is not None:
+        kwargs["sample_weight"] = sample_weight
     return metric(y_true, y_pred, sensitive_features=sensitive_features, **kwargs)
 
 
@@ -101,8 +105,9 @@ def make_fairness_scorer(metric, *, pos_label=1, **kwargs):
     -------
     callable
         A scorer made by :func:`sklearn.metrics.make_scorer` with
-        ``greater_is_better=False`` and ``sensitive_features`` requested for
-        ``score``.
+        ``greater_is_better=False`` and ``sensitive_features`` and
+        ``sample_weight`` requested for ``score`` (the weights are passed to
+        ``metric`` when routed; a callable must then accept them).
 
     Raises
     ------
@@ -184,10 +189,13 @@ def make_fairness_scorer(metric, *, pos_label=1, **kwargs):
         _fairness_score, greater_is_better=False, metric=func, **kwargs
     )
     with config_context(enable_metadata_routing=True):
-        scorer.set_score_request(sensitive_features=True)
+        scorer.set_score_request(sensitive_features=True, sample_weight=True)
     return scorer
 
 
 #: Scorer of :func:`weighted_f1_error`, made with ``greater_is_better=False``:
 #: in ``cv_results_`` its values are negated (``mean_test_<name>`` is ``-Err``).
+#: It requests ``sample_weight``, routed like ``sensitive_features``.
 err_scorer = make_scorer(weighted_f1_error, greater_is_better=False)
+with config_context(enable_metadata_routing=True):
+    err_scorer.set_score_request(sample_weight=True)
