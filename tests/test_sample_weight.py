@@ -11,7 +11,9 @@ in test_common.py.
 import numpy as np
 import pytest
 import torch
+from conftest import make_task, mlp_backbone, mlp_head_backbone
 
+from sklearn_winfair import FairLowRankFineTuner
 from sklearn_winfair.penalties import (
     demographic_parity_penalty,
     equalized_odds_penalty,
@@ -202,3 +204,136 @@ def test_scorers_pass_routed_sample_weight():
         assert result["test_dp"][k] == pytest.approx(-gap)
         err = weighted_f1_error(y[test], y_pred, sample_weight=w[test])
         assert result["test_err"][k] == pytest.approx(-err)
+
+
+# --------------------------------------------------------------------------
+# the estimator: deterministic parts of a weighted fit
+# --------------------------------------------------------------------------
+#: One SGD epoch at lr=1e-12 leaves the head as the weighted SVD made it.
+AT_INIT = dict(max_epochs=1, optimizer=torch.optim.SGD, lr=1e-12, random_state=0)
+
+
+def _init_fit(backbone, X, y, s, w=None, **params):
+    clf = FairLowRankFineTuner(backbone, **{**AT_INIT, **params})
+    return clf.fit(X, y, sensitive_features=s, sample_weight=w)
+
+
+def _assert_same_init(weighted, expanded):
+    """Same importances and the same factorized head (the SVD at init)."""
+    assert weighted.importance_.keys() == expanded.importance_.keys()
+    for name, ihat in weighted.importance_.items():
+        np.testing.assert_allclose(ihat, expanded.importance_[name], rtol=1e-10)
+    if expanded.group_importance_ is not None:
+        for name, rows in weighted.group_importance_.items():
+            np.testing.assert_allclose(
+                rows, expanded.group_importance_[name], rtol=1e-10, atol=1e-300
+            )
+    assert weighted.ranks_ == expanded.ranks_
+    ours = weighted.net_.module_.state_dict()
+    theirs = expanded.net_.module_.state_dict()
+    assert ours.keys() == theirs.keys()
+    for key, value in ours.items():
+        torch.testing.assert_close(value, theirs[key], rtol=1e-6, atol=1e-7)
+
+
+HEADS = {
+    # (backbone factory, n_classes, extra parameters)
+    "linear head, cached": (mlp_backbone, 2, dict(rank=1)),
+    "mlp head, uncached": (
+        mlp_head_backbone, 3, dict(rank=2, head="1", cache_features=False,
+                                  batch_size=64),
+    ),
+}
+
+
+@pytest.mark.parametrize("importance", ["neutral", "fisher", "uniform"])
+@pytest.mark.parametrize("head", list(HEADS))
+def test_zero_weight_equals_dropping_the_row(importance, head):
+    factory, n_classes, params = HEADS[head]
+    X, y, s = make_task(n=200, n_classes=n_classes)
+    w = (np.random.RandomState(1).uniform(size=200) < 0.7).astype(float)
+    kept = w > 0
+    weighted = _init_fit(factory(), X, y, s, w, importance=importance, **params)
+    dropped = _init_fit(factory(), X[kept], y[kept], s[kept], importance=importance,
+                        **params)
+    _assert_same_init(weighted, dropped)
+    if importance != "uniform":  # and the weights do change the importances
+        plain = _init_fit(factory(), X, y, s, importance=importance, **params)
+        name = next(iter(plain.importance_))
+        assert not np.allclose(plain.importance_[name], weighted.importance_[name])
+
+
+@pytest.mark.parametrize("importance", ["neutral", "fisher"])
+@pytest.mark.parametrize("head", list(HEADS))
+def test_integer_weight_equals_repeating_the_row(importance, head):
+    factory, n_classes, params = HEADS[head]
+    X, y, s = make_task(n=200, n_classes=n_classes)
+    counts = np.random.RandomState(2).randint(0, 4, size=200)
+    rows = np.repeat(np.arange(200), counts)
+    weighted = _init_fit(factory(), X, y, s, counts.astype(float),
+                         importance=importance, **params)
+    repeated = _init_fit(factory(), X[rows], y[rows], s[rows], importance=importance,
+                         **params)
+    _assert_same_init(weighted, repeated)
+
+
+def test_probe_weights_equal_repeated_rows():
+    """head_init='probe': the logistic regression sees the weights."""
+    X, y, s = make_task(n=200, n_classes=3)
+    counts = np.random.RandomState(3).randint(0, 4, size=200)
+    rows = np.repeat(np.arange(200), counts)
+    params = dict(head_init="probe", rank=2, importance="fisher")
+    weighted = _init_fit(mlp_backbone(n_out=2), X, y, s, counts.astype(float),
+                         **params)
+    repeated = _init_fit(mlp_backbone(n_out=2), X[rows], y[rows], s[rows], **params)
+    plain = _init_fit(mlp_backbone(n_out=2), X, y, s, **params)
+    # lbfgs stops at its tolerance on two different (equivalent) objectives
+    for name, ihat in weighted.importance_.items():
+        np.testing.assert_allclose(ihat, repeated.importance_[name], rtol=1e-3)
+        assert not np.allclose(ihat, plain.importance_[name], rtol=1e-3)
+    np.testing.assert_allclose(
+        weighted.predict_proba(X), repeated.predict_proba(X), atol=1e-4
+    )
+    assert np.abs(weighted.predict_proba(X) - plain.predict_proba(X)).max() > 1e-2
+
+
+@pytest.mark.parametrize("penalty", ["demographic_parity", "equalized_odds"])
+def test_weights_reach_the_training_loss_and_the_penalty(penalty):
+    """Weighted training: zero-weight rows are absent from loss and penalty."""
+    X, y, s = make_task(n=200)
+    w = (np.random.RandomState(4).uniform(size=200) < 0.6).astype(float)
+    kept = w > 0
+    # batch_size above n: one batch holding the same rows, in any order
+    params = dict(rank=None, max_epochs=3, optimizer=torch.optim.SGD, lr=0.5,
+                  batch_size=512, random_state=0,
+                  fairness_penalty=penalty, penalty_strength=2.0)
+    weighted = FairLowRankFineTuner(mlp_backbone(), **params).fit(
+        X, y, sensitive_features=s, sample_weight=w)
+    dropped = FairLowRankFineTuner(mlp_backbone(), **params).fit(
+        X[kept], y[kept], sensitive_features=s[kept])
+    plain = FairLowRankFineTuner(mlp_backbone(), **params).fit(
+        X, y, sensitive_features=s)
+    np.testing.assert_allclose(
+        weighted.net_.history[:, "train_loss"], dropped.net_.history[:, "train_loss"],
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        weighted.predict_proba(X), dropped.predict_proba(X), atol=1e-5
+    )
+    assert np.abs(weighted.predict_proba(X) - plain.predict_proba(X)).max() > 1e-3
+
+
+@pytest.mark.parametrize(
+    "w, match",
+    [
+        (-np.ones(100), "Negative values in data passed to `sample_weight`"),
+        (np.r_[np.nan, np.ones(99)], "Input sample_weight contains NaN"),
+        (np.ones(99), r"sample_weight.shape == \(99,\), expected \(100,\)"),
+        (np.zeros(100), "Sample weights must contain at least one non-zero"),
+    ],
+)
+def test_invalid_sample_weight(w, match):
+    X, y, s = make_task(n=100)
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=1, max_epochs=1)
+    with pytest.raises(ValueError, match=match):
+        clf.fit(X, y, sensitive_features=s, sample_weight=w)
