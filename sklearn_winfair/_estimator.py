@@ -707,8 +707,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         return features
 
     def _fit(self, data, y_enc, codes, n_groups, n_classes, weights, device, seed):
-        model = _freeze(copy.deepcopy(self.backbone).to(device))
-        lazy = [n for n, p in model.named_parameters() if is_lazy(p)]
+        lazy = [n for n, p in self.backbone.named_parameters() if is_lazy(p)]
         if lazy:
             raise ValueError(
                 f"backbone has uninitialized lazy parameters {lazy[:5]} (a "
@@ -716,6 +715,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 "batch through it first, e.g. backbone(X[:1]), so its shapes "
                 "are known."
             )
+        model = _freeze(copy.deepcopy(self.backbone).to(device))
         self.head_name_ = _resolve_head(model, self.head)
         head = model.get_submodule(self.head_name_)
         float_dtype = _float_dtype(model)

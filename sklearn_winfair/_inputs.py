@@ -28,8 +28,9 @@ from sklearn.utils.validation import validate_data
 
 __all__ = ["InputData", "check_input"]
 
-#: Rows per chunk of the NaN / inf scan of a floating array (bounded memory).
-_SCAN_ROWS = 8192
+#: Elements per chunk of the NaN / inf scan of a floating array: the scan's
+#: temporaries stay a few MiB whatever the size of X.
+_SCAN_ELEMENTS = 1 << 20
 
 def _is_float_dtype(dtype):
     if isinstance(dtype, torch.dtype):
@@ -64,8 +65,10 @@ def _check_finite(name, t):
     """Raise if a floating tensor holds NaN or inf; scans in chunks."""
     if not t.dtype.is_floating_point:
         return
-    for start in range(0, len(t), _SCAN_ROWS):
-        chunk = t[start : start + _SCAN_ROWS]
+    row = max(1, t[:1].numel())
+    step = max(1, _SCAN_ELEMENTS // row)
+    for start in range(0, len(t), step):
+        chunk = t[start : start + step]
         if not torch.isfinite(chunk).all():
             raise ValueError(
                 f"Input {name} contains NaN or infinity. Impute or drop those "

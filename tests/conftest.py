@@ -67,3 +67,53 @@ def make_task(n=300, n_features=5, n_classes=2, seed=0):
 def task():
     """Binary task: (X, y, sensitive_features)."""
     return make_task()
+
+
+class BasicBlock(nn.Module):
+    """A ResNet basic block (two 3x3 convolutions and a skip connection)."""
+
+    def __init__(self, channels):
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(x + self.bn2(self.conv2(out)))
+
+
+class TinyResNet(nn.Module):
+    """torchvision-style classifier: uint8 or float images in, ``fc`` head out.
+
+    Like torchvision's transforms, its first step converts uint8 images to
+    floats in [0, 1]; the head is ``fc``, as in ``torchvision.models.resnet18``.
+    """
+
+    def __init__(self, n_classes=2, width=8, stride=1):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, width, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(width), nn.ReLU(),
+        )
+        self.layer1 = BasicBlock(width)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        if x.dtype == torch.uint8:
+            x = x.float() / 255.0
+        return self.fc(torch.flatten(self.pool(self.layer1(self.stem(x))), 1))
+
+
+class DropoutClassifierNet(nn.Module):
+    """A model whose head is ``classifier = Sequential(Dropout, Linear)``."""
+
+    def __init__(self, n_in=5, n_classes=2):
+        super().__init__()
+        self.features = nn.Sequential(nn.Linear(n_in, 12), nn.ReLU())
+        self.classifier = nn.Sequential(nn.Dropout(0.5), nn.Linear(12, n_classes))
+
+    def forward(self, x):
+        return self.classifier(self.features(x))

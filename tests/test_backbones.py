@@ -1,0 +1,449 @@
+"""Real backbones and input/output formats (sklearn_winfair._inputs, _outputs).
+
+Every model is built here from a config or a few layers (random weights
+stand in for pre-trained ones; nothing is downloaded).
+"""
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sklearn
+import torch
+from conftest import DropoutClassifierNet, TinyResNet, make_task, mlp_backbone
+from sklearn.model_selection import GridSearchCV
+from skorch.helper import SliceDict
+from torch import nn
+
+from sklearn_winfair import FairLowRankFineTuner
+from sklearn_winfair._factorize import LowRankLinear
+from sklearn_winfair.exceptions import HeadClassesWarning
+
+transformers = pytest.importorskip("transformers")
+
+FAST = dict(max_epochs=3, batch_size=32, random_state=0)
+
+
+# --------------------------------------------------------------- text models
+def tiny_bert(num_labels=2, seed=0):
+    """A 1-layer BertForSequenceClassification (stands in for from_pretrained)."""
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
+    )
+    return transformers.BertForSequenceClassification(config)
+
+
+def text_task(n=96, seed=0):
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(1, 100, size=(n, 10)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[:, 8:] = rng.randint(0, 2, size=(n, 2))
+    y = (ids[:, 0] > 50).astype(int)
+    s = np.where(rng.uniform(size=n) < 0.5 + 0.3 * y, "f", "m")
+    return {"input_ids": ids, "attention_mask": mask}, y, s
+
+
+def test_bert_with_dict_input_fits_and_predicts():
+    """Token ids reach BERT as int64 through forward's keyword arguments."""
+    X, y, s = text_task()
+    clf = FairLowRankFineTuner(tiny_bert(), rank=4, **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    assert clf.head_name_ == "classifier" and clf.ranks_ == {"classifier": 2}
+    assert clf.input_shape_ == {"X['input_ids']": (10,), "X['attention_mask']": (10,)}
+    proba = clf.predict_proba(X)
+    assert proba.shape == (len(y), 2) and np.all(np.isfinite(proba))
+    # without a cache, the trunk runs every step and gives the same kind of model
+    nocache = FairLowRankFineTuner(tiny_bert(), rank=4, cache_features=False, **FAST)
+    nocache.fit(SliceDict(**X), y, sensitive_features=s)
+    np.testing.assert_allclose(nocache.predict_proba(X), proba, atol=1e-5)
+
+
+def test_bert_grid_search_with_slicedict_and_routed_groups():
+    """GridSearchCV over rank and alpha indexes a SliceDict and routes groups."""
+    X, y, s = text_task(n=80)
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = FairLowRankFineTuner(tiny_bert(), max_epochs=2, random_state=0)
+        clf.set_fit_request(sensitive_features=True)
+        search = GridSearchCV(clf, {"rank": [1, 2], "alpha": [0.3, 0.5]}, cv=2)
+        search.fit(SliceDict(**X), y, sensitive_features=s)
+    assert set(search.best_params_) == {"rank", "alpha"}
+    assert search.predict(SliceDict(**X)).shape == (80,)
+
+
+def test_bert_probe_head_for_three_string_classes():
+    """A 2-label BERT head becomes a 3-class probe; labels are strings."""
+    X, y, s = text_task(n=90)
+    labels = np.array(["neg", "neu", "pos"])[X["input_ids"][:, 1] % 3]
+    clf = FairLowRankFineTuner(tiny_bert(), head_init="probe", rank=2, **FAST)
+    clf.fit(X, labels, sensitive_features=s)
+    assert list(clf.classes_) == ["neg", "neu", "pos"]
+    assert set(clf.predict(X)) <= {"neg", "neu", "pos"}
+
+
+class BagOfIds(nn.Module):
+    """An EmbeddingBag text model; ids are hashed so huge ids stay small."""
+
+    def __init__(self, buckets=97):
+        super().__init__()
+        self.buckets = buckets
+        self.bag = nn.EmbeddingBag(buckets, 8, mode="mean")
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, ids):
+        return self.fc(self.bag(ids % self.buckets))
+
+
+def test_embedding_bag_gets_exact_int64_ids_above_2_24():
+    """Ids above 2**24 (not representable in float32) arrive exactly."""
+    torch.manual_seed(0)
+    rng = np.random.RandomState(0)
+    ids = (2**24 + rng.randint(0, 10_000, size=(120, 6))).astype(np.int64)
+    y = (ids[:, 0] % 2).astype(int)
+    model = BagOfIds()
+    clf = FairLowRankFineTuner(model, rank=None, **FAST).fit(ids, y)
+    exported = clf.export_module()
+    with torch.no_grad():
+        direct = torch.softmax(exported(torch.from_numpy(ids)), 1).double().numpy()
+    np.testing.assert_allclose(clf.predict_proba(ids), direct, rtol=1e-6)
+    # float32 would have rounded the odd ids, and changed the hashed buckets
+    as_float = torch.from_numpy(ids).float().long()
+    assert not torch.equal(as_float % 97, torch.from_numpy(ids) % 97)
+
+
+def test_integer_features_into_a_float_layer_get_a_clear_error(task):
+    """Integer X is not cast; a float backbone says how to cast it."""
+    X, y, s = task
+    with pytest.raises(TypeError, match=r"X.astype\('float32'\)"):
+        FairLowRankFineTuner(mlp_backbone(), rank=None, **FAST).fit(
+            (X * 10).astype(np.int64), y
+        )
+
+
+# ------------------------------------------------------------- image models
+def image_task(n=64, size=8, dtype=np.float32, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(0, 1, size=(n, 3, size, size))
+    y = (X[:, 0].mean(axis=(1, 2)) > 0.5).astype(int)
+    s = rng.choice(["a", "b"], size=n)
+    if dtype == np.uint8:
+        X = (X * 255).astype(np.uint8)
+    return X.astype(dtype), y, s
+
+
+def test_resnet_style_cnn_with_fc_head_on_uint8_images():
+    """uint8 images reach the model as uint8 (its first step converts them)."""
+    X, y, s = image_task(dtype=np.uint8)
+    seen = []
+    torch.manual_seed(0)
+    model = TinyResNet()
+    model.stem.register_forward_pre_hook(lambda m, a: seen.append(a[0].dtype))
+    clf = FairLowRankFineTuner(model, rank=4, **FAST).fit(X, y, sensitive_features=s)
+    assert clf.head_name_ == "fc" and torch.float32 in seen
+    assert clf.predict_proba(X).shape == (64, 2)
+    model_seen = []
+    clf.model_.register_forward_pre_hook(lambda m, a: model_seen.append(a[0].dtype))
+    clf.predict(X)
+    assert model_seen == [torch.uint8, torch.uint8]
+
+
+def test_classifier_sequential_dropout_linear_head(task):
+    """head="classifier" (Dropout, Linear) is factorized; dropout stays off in eval."""
+    X, y, s = task
+    torch.manual_seed(0)
+    clf = FairLowRankFineTuner(DropoutClassifierNet(), head="classifier", rank=4,
+                               **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    assert clf.factorized_layers_ == ["classifier.1"]
+    np.testing.assert_array_equal(clf.predict_proba(X), clf.predict_proba(X))
+
+
+def test_image_shape_mismatch_is_stated_as_shapes():
+    """Predicting on other image sizes names both shapes."""
+    X, y, s = image_task()
+    clf = FairLowRankFineTuner(TinyResNet(), rank=None, **FAST).fit(X, y)
+    X_big, _, _ = image_task(size=10)
+    with pytest.raises(ValueError, match=r"rows of shape \(3, 10, 10\).*\(3, 8, 8\)"):
+        clf.predict(X_big)
+
+
+def _rss_anon_mib():
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) / 1024
+    raise OSError("no RssAnon")  # pragma: no cover
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_read_only_memmap_is_read_one_batch_at_a_time(tmp_path, dtype):
+    """A read-only memmap is never copied whole: peak anonymous memory stays small.
+
+    A float32 copy of the uint8 file would add 4x its size; we allow a fifth.
+    """
+    n = 8192 if dtype == np.uint8 else 2048
+    path = tmp_path / "images.bin"
+    rng = np.random.RandomState(0)
+    mm = np.memmap(path, dtype=dtype, mode="w+", shape=(n, 3, 32, 32))
+    for start in range(0, n, 1024):
+        block = rng.uniform(0, 1, size=(min(1024, n - start), 3, 32, 32))
+        mm[start : start + 1024] = (block * 255) if dtype == np.uint8 else block
+    mm.flush()
+    del mm
+    X = np.memmap(path, dtype=dtype, mode="r", shape=(n, 3, 32, 32))
+    size_mib = X.nbytes / 2**20
+    y = np.arange(n) % 2
+    torch.manual_seed(0)
+    model = TinyResNet(width=4, stride=4)
+    peak, done = [0.0], threading.Event()
+
+    def sample(base):
+        while not done.is_set():
+            peak[0] = max(peak[0], _rss_anon_mib() - base)
+            time.sleep(0.002)
+
+    clf = FairLowRankFineTuner(model, rank=None, max_epochs=1, batch_size=128,
+                               cache_features=False, random_state=0)
+    clf.fit(X[:256], y[:256])  # warm up: lazy imports and allocator pools
+    base = _rss_anon_mib()
+    thread = threading.Thread(target=sample, args=(base,))
+    thread.start()
+    try:
+        clf.fit(X, y)
+    finally:
+        done.set()
+        thread.join()
+    assert peak[0] < max(size_mib / 5, 8), (peak[0], size_mib)
+
+
+# ------------------------------------------------------- output formats
+class _Wrapped(nn.Module):
+    """Return the logits of an MLP wrapped in another output format."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.body = mlp_backbone()
+        self.kind = kind
+
+    def forward(self, x):
+        logits = self.body(x)
+        features = self.body[:2](x)
+        if self.kind == "tuple":
+            return logits, features
+        if self.kind == "tuple_second":
+            return features, logits
+        if self.kind == "dict":
+            return {"logits": logits, "features": features}
+        if self.kind == "scores":
+            return {"scores": logits}
+        if self.kind == "model_output":
+            return transformers.modeling_outputs.SequenceClassifierOutput(logits=logits)
+        return object()
+
+
+@pytest.mark.parametrize(
+    "kind,output",
+    [("tuple", None), ("tuple_second", 1), ("dict", None), ("scores", "scores"),
+     ("model_output", None), ("tuple", lambda out: out[0])],
+)
+def test_logits_are_found_in_any_output_format(task, kind, output):
+    """Tuple, dict, ModelOutput (or where output= says) all give the logits."""
+    X, y, s = task
+    ref = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    clf = FairLowRankFineTuner(_Wrapped(kind), rank=1, output=output, **FAST)
+    clf.fit(X, y, sensitive_features=s)
+    np.testing.assert_allclose(clf.predict_proba(X), ref.predict_proba(X), atol=1e-6)
+
+
+def test_unreadable_output_names_its_type_and_the_parameter(task):
+    X, y, s = task
+    with pytest.raises(TypeError, match=r"output of type builtins.object.*output="):
+        FairLowRankFineTuner(_Wrapped("object"), rank=None, **FAST).fit(X, y)
+
+
+def test_wrong_output_index_is_caught_by_the_last_step_check(task):
+    """output=1 on (logits, features) finds features, not the head's output."""
+    X, y, s = task
+    with pytest.raises(ValueError, match="head's output is not the logits"):
+        FairLowRankFineTuner(_Wrapped("tuple"), rank=None, output=1, **FAST).fit(X, y)
+
+
+# ------------------------------------------------------- mixed precision
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_trunk_trains_a_float32_head(task, dtype):
+    """fp16 / bf16 trunks keep their dtype; the head trains in float32 with Adam."""
+    X, y, s = task
+    kw = dict(rank=4, lr=1e-2, max_epochs=10, random_state=0)  # Adam's default eps
+    ref = FairLowRankFineTuner(mlp_backbone(), **kw).fit(X, y, sensitive_features=s)
+    backbone = mlp_backbone().to(dtype)
+    clf = FairLowRankFineTuner(backbone, **kw).fit(X, y, sensitive_features=s)
+    assert clf.model_[0].weight.dtype == dtype
+    assert all(p.dtype == torch.float32 for p in clf.net_.module_.parameters())
+    proba = clf.predict_proba(X)
+    assert np.all(np.isfinite(proba))
+    assert np.mean(clf.predict(X) == ref.predict(X)) > 0.95  # rounding aside
+    merged = clf.export_module()
+    assert merged[2].weight.dtype == dtype  # the original architecture and dtype
+    fresh = mlp_backbone().to(dtype)
+    fresh.load_state_dict(merged.state_dict())
+
+
+# --------------------------------------------------------------- deployment
+def test_merged_export_loads_into_a_fresh_model_and_without_the_package(tmp_path):
+    """The merged export is the user's architecture: state_dict and torch.save."""
+    X, y, s = image_task()
+    torch.manual_seed(0)
+    clf = FairLowRankFineTuner(TinyResNet(), rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    merged = clf.export_module()
+    assert not any(p.requires_grad for p in merged.parameters())
+    out = merged(torch.from_numpy(X))  # no no_grad needed
+    np.testing.assert_allclose(
+        torch.softmax(out, 1).double().numpy(), clf.predict_proba(X), rtol=1e-4
+    )
+    fresh = TinyResNet()
+    fresh.load_state_dict(merged.state_dict())
+    torch.save(merged, tmp_path / "model.pt")
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "expected.npy", out.detach().numpy())
+    script = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('sklearn_winfair', 'skorch', 'sklearn'):
+            raise ImportError('blocked: ' + name)
+sys.meta_path.insert(0, Block())
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+import numpy as np, torch
+model = torch.load({str(tmp_path / 'model.pt')!r}, weights_only=False)
+out = model(torch.from_numpy(np.load({str(tmp_path / 'X.npy')!r})))
+np.testing.assert_allclose(out.numpy(), np.load({str(tmp_path / 'expected.npy')!r}),
+                           rtol=1e-5)
+print('ok', type(model.fc).__name__)
+"""
+    env = dict(os.environ, PYTHONPATH="")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True,
+                          text=True, env=env, cwd=tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok", "Linear"]
+
+
+def test_pickled_estimator_stores_the_trunk_once(task):
+    """Pickling stores the backbone once; the model is rebuilt on load."""
+    import pickle
+
+    torch.manual_seed(0)
+    big = nn.Sequential(nn.Linear(5, 1024), nn.ReLU(), nn.Linear(1024, 512),
+                        nn.ReLU(), nn.Linear(512, 2))
+    X, y, s = task
+    clf = FairLowRankFineTuner(big, rank=1, **FAST).fit(X, y, sensitive_features=s)
+    size = len(pickle.dumps(clf))
+    backbone_size = len(pickle.dumps(big))
+    assert size < 1.2 * backbone_size, (size, backbone_size)
+    loaded = pickle.loads(pickle.dumps(clf))
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    assert isinstance(loaded.model_[4], LowRankLinear)
+
+
+# --------------------------------------------------------------- label order
+def test_head_classes_maps_columns_to_labels():
+    """A 10-class head trained on "zero".."nine" keeps its accuracy with head_classes."""
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
+             "nine"]
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(300, 10)).astype(np.float32)
+    digit = X.argmax(axis=1)
+    torch.manual_seed(0)
+    head = nn.Linear(10, 10)
+    with torch.no_grad():  # a "pre-trained" head: column j scores digit j
+        head.weight.copy_(torch.eye(10) * 5)
+        head.bias.zero_()
+    labels = np.array(names)[digit]
+    clf = FairLowRankFineTuner(nn.Sequential(head), head_classes=names, rank=None,
+                               lr=1e-6, max_epochs=1, random_state=0)
+    clf.fit(X, labels)
+    assert clf.score(X, labels) == 1.0
+    assert list(clf.classes_) == names
+    with pytest.warns(HeadClassesWarning, match="sorted label"):
+        wrong = FairLowRankFineTuner(nn.Sequential(head), rank=None, lr=1e-6,
+                                     max_epochs=1, random_state=0).fit(X, labels)
+    assert wrong.score(X, labels) < 0.5
+    with pytest.raises(ValueError, match=r"labels \['ten'\] that are not in head_classes"):
+        FairLowRankFineTuner(nn.Sequential(head), head_classes=names, rank=None).fit(
+            X, np.r_[labels[:-1], ["ten"]]
+        )
+
+
+# --------------------------------------------------------------- errors
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_is_named(task):
+    X, y, s = task
+    with pytest.raises(ValueError, match=r"device='cuda' is not usable.*\['cpu'"):
+        FairLowRankFineTuner(mlp_backbone(), device="cuda").fit(X, y)
+
+
+def test_mistyped_head_suggests_the_closest_names():
+    X, y, s = image_task()
+    with pytest.raises(ValueError, match=r"Did you mean \['fc'\]\?.*\['fc'\]"):
+        FairLowRankFineTuner(TinyResNet(), head="fcc", rank=None).fit(X, y)
+
+
+def test_uninitialized_lazy_layer_says_to_run_one_batch(task):
+    X, y, s = task
+    lazy = nn.Sequential(nn.LazyLinear(8), nn.ReLU(), nn.Linear(8, 2))
+    with pytest.raises(ValueError, match=r"lazy parameters.*backbone\(X\[:1\]\)"):
+        FairLowRankFineTuner(lazy, rank=None).fit(X, y)
+
+
+def test_mapping_input_errors():
+    X, y, s = text_task(n=20)
+    bad = dict(X, attention_mask=X["attention_mask"][:10])
+    with pytest.raises(ValueError, match="lengths differ"):
+        FairLowRankFineTuner(tiny_bert(), rank=None).fit(bad, y)
+    clf = FairLowRankFineTuner(tiny_bert(), rank=None, max_epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="fitted on"):
+        clf.predict({"input_ids": X["input_ids"]})
+
+
+def test_early_stopping_holds_out_a_fraction_and_stops(task):
+    """early_stopping uses skorch's EarlyStopping on a stratified hold-out."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=None, max_epochs=200, lr=0.05,
+                               early_stopping=True, validation_fraction=0.2,
+                               n_iter_no_change=3, random_state=0)
+    clf.fit(X, y)
+    history = clf.net_.history
+    assert len(history) < 200
+    assert history[-1, "train_batch_count"] == int(np.ceil(240 / 128))
+    assert "valid_loss" in history[-1]
+    with pytest.raises(ValueError, match="cannot be combined with train_split"):
+        FairLowRankFineTuner(mlp_backbone(), early_stopping=True,
+                             train_split=lambda ds, y: (ds, None)).fit(X, y)
+
+
+def test_grid_search_with_memory_extracts_each_row_once(tmp_path):
+    """A 4-candidate x 3-fold search plus refit runs the backbone once per row."""
+    X, y, s = make_task(n=150)
+    backbone = mlp_backbone()
+    rows = []
+    backbone.register_forward_hook(lambda m, a, out: rows.append(len(a[0])))
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = FairLowRankFineTuner(backbone, memory=str(tmp_path), max_epochs=2,
+                                   random_state=0)
+        clf.set_fit_request(sensitive_features=True)
+        search = GridSearchCV(clf, {"rank": [1, 2], "alpha": [0.3, 0.7]}, cv=3)
+        search.fit(X, y, sensitive_features=s)
+    # scoring on the held-out folds runs the whole model (predict), not extraction:
+    # count only the fits' extraction by subtracting the 12 scorings of 50 rows
+    n_predict_rows = 4 * 3 * 50
+    assert sum(rows) - n_predict_rows == len(X)
