@@ -337,3 +337,62 @@ def test_invalid_sample_weight(w, match):
     clf = FairLowRankFineTuner(mlp_backbone(), rank=1, max_epochs=1)
     with pytest.raises(ValueError, match=match):
         clf.fit(X, y, sensitive_features=s, sample_weight=w)
+
+
+# --------------------------------------------------------------------------
+# metadata routing
+# --------------------------------------------------------------------------
+
+
+def test_sample_weight_routed_through_pipeline_and_cross_validation():
+    import sklearn
+    from sklearn.model_selection import KFold, cross_validate
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y, s = make_task(n=200)
+    w = np.random.RandomState(5).uniform(0.0, 3.0, size=200)
+    params = dict(rank=1, **AT_INIT)
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = FairLowRankFineTuner(mlp_backbone(), **params).set_fit_request(
+            sample_weight=True, sensitive_features=True
+        )
+        clf.set_score_request(sample_weight=True)  # the default (accuracy) score
+        pipe = make_pipeline(FunctionTransformer(), clf)
+        pipe.fit(X, y, sample_weight=w, sensitive_features=s)
+        cv = KFold(2)
+        result = cross_validate(
+            pipe, X, y, cv=cv, return_estimator=True,
+            params={"sample_weight": w, "sensitive_features": s},
+        )
+    _assert_same_init(pipe[-1], _init_fit(mlp_backbone(), X, y, s, w, rank=1))
+    for k, (train, _) in enumerate(cv.split(X)):
+        direct = _init_fit(mlp_backbone(), X[train], y[train], s[train], w[train],
+                           rank=1)
+        _assert_same_init(result["estimator"][k][-1], direct)
+
+
+def test_sample_weight_routed_through_grid_search_to_fit_and_scorers():
+    import sklearn
+    from sklearn.model_selection import GridSearchCV, KFold
+
+    from sklearn_winfair.metrics import err_scorer, make_fairness_scorer
+
+    X, y, s = make_task(n=200)
+    w = np.random.RandomState(6).uniform(0.0, 3.0, size=200)
+    with sklearn.config_context(enable_metadata_routing=True):
+        clf = FairLowRankFineTuner(mlp_backbone(), rank=1, **AT_INIT)
+        clf.set_fit_request(sample_weight=True, sensitive_features=True)
+        search = GridSearchCV(
+            clf, {"alpha": [0.2, 0.8]}, cv=KFold(2), refit="err",
+            scoring={
+                "err": err_scorer, "dp": make_fairness_scorer("demographic_parity")
+            },
+        )
+        search.fit(X, y, sample_weight=w, sensitive_features=s)
+    best = search.best_params_["alpha"]
+    _assert_same_init(
+        search.best_estimator_, _init_fit(mlp_backbone(), X, y, s, w, rank=1,
+                                          alpha=best)
+    )
+    assert np.isfinite(search.cv_results_["mean_test_dp"]).all()
