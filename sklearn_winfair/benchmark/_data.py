@@ -1,5 +1,15 @@
 """Splits and new tasks for the benchmark (tabular data sets).
 
+Two Adult scenarios:
+
+* ``adult`` (the paper's setting, :func:`make_adult_paper_task`): a random
+  60 % / 40 % split of the rows, stratified on (income, sex), a new split per
+  seed; same label (income > 50K) on both parts; the 13 non-sensitive raw
+  columns, each categorical encoded as one number (its category code) and
+  every column standardized, the encoders fitted on the pre-training part.
+* ``adult-age-shift`` (ours, :func:`make_adult_tasks`): the covariate shift
+  by age described below, with one-hot features.
+
 Every task is a frozen-backbone transfer problem: a *pre-training* part, on
 which the backbone is trained, and a *new task* split into train, validation
 and test parts, on which the fine-tuning methods are compared.
@@ -37,6 +47,8 @@ __all__ = [
     "Task",
     "ratio_sizes",
     "make_adult_tasks",
+    "make_adult_paper_task",
+    "stratified_parts",
     "make_german_task",
 ]
 
@@ -254,6 +266,139 @@ def make_adult_tasks(seed, *, n_rows=None):
         ),
     )
     return {"income": income, "education": education}
+
+
+def stratified_parts(strata, seed, fraction=PRETRAIN_FRACTION,
+                     ratio=TABLE1_RATIO):
+    """Random stratified split: pre-training rows, then train / val / test.
+
+    Parameters
+    ----------
+    strata : array-like of shape (n,)
+        Stratum of each row (e.g. label and group joined).
+    seed : int
+        Seed of the split.
+    fraction : float, default=0.6
+        Share of the rows used for pre-training.
+    ratio : sequence of int, default=TABLE1_RATIO
+        Train / validation / test ratio of the new task.
+
+    Returns
+    -------
+    pre : ndarray of int
+        Pre-training rows.
+    parts : tuple of three ndarray of int
+        Train, validation and test rows of the new task.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> pre, (tr, va, te) = stratified_parts(np.arange(1000) % 2, seed=0)
+    >>> len(pre), len(tr), len(va), len(te)
+    (600, 178, 72, 150)
+    """
+    strata = np.asarray(strata).astype(str)
+    rng = np.random.RandomState(seed)
+    order = _stratified_order(strata, rng)
+    n_pre = int(round(fraction * len(order)))
+    pre, new = order[:n_pre], order[n_pre:]
+    new = new[_stratified_order(strata[new], rng)]
+    n_train, n_val, _ = ratio_sizes(len(new), ratio)
+    cuts = (new[:n_train], new[n_train : n_train + n_val],
+            new[n_train + n_val :])
+    return np.sort(pre), tuple(np.sort(c) for c in cuts)
+
+
+def _stratified_order(strata, rng):
+    """Random order of the rows whose every prefix is stratified.
+
+    Each row gets its (jittered) quantile position inside its stratum, and
+    rows are sorted by it: any prefix holds each stratum in proportion.
+    """
+    position = np.empty(len(strata))
+    for value in np.unique(strata):
+        idx = np.flatnonzero(strata == value)
+        idx = idx[rng.permutation(len(idx))]
+        position[idx] = (np.arange(len(idx)) + rng.uniform(size=len(idx))) \
+            / len(idx)
+    return np.argsort(position, kind="stable")
+
+
+#: The 13 raw columns of Adult the paper's MLP reads (all but sex).
+ADULT_RAW_COLUMNS = 13
+
+
+def make_adult_paper_task(seed, *, n_rows=None, with_onehot=False):
+    """Build the paper's Adult setting: random stratified 60/40, raw columns.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the split (and of the subsampling).
+    n_rows : int or None, default=None
+        Use a random subset of this many rows (for tests); None uses all
+        45,222 rows of ``load_adult(dropna=True)``.
+    with_onehot : bool, default=False
+        Also return the same rows and split with our one-hot features
+        (:func:`~sklearn_winfair.datasets.make_tabular_preprocessor`).
+
+    Returns
+    -------
+    task : Task
+        Binary, ``>50K`` is class 1, sensitive feature sex (dropped from X).
+        X has 13 standardized columns (categoricals as category codes).
+    onehot : Task
+        Only with ``with_onehot=True``.
+    """
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OrdinalEncoder, StandardScaler
+
+    data, target = _adult_frame()
+    rows = _subsample(len(data), n_rows, seed)
+    data = data.iloc[rows].reset_index(drop=True)
+    target = target[rows]
+    s = data["sex"].astype(str).to_numpy()
+    classes = ["<=50K", ">50K"]
+    y = _encode(target, classes)
+    X_frame = data.drop(columns=["sex"])
+    from pandas.api.types import is_numeric_dtype
+
+    cats = [c for c in X_frame.columns if not is_numeric_dtype(X_frame[c])]
+    nums = [c for c in X_frame.columns if c not in cats]
+    encoder = ColumnTransformer(
+        [("cat", OrdinalEncoder(handle_unknown="use_encoded_value",
+                                unknown_value=-1), cats),
+         ("num", "passthrough", nums)])
+    prep = make_pipeline(encoder, StandardScaler())
+    strata = np.char.add(y.astype(str), s.astype(str))
+    pre, parts = stratified_parts(strata, seed)
+    prep.fit(X_frame.iloc[pre])
+
+    def split(idx):
+        X = prep.transform(X_frame.iloc[idx]).astype(np.float32)
+        return Split(X, y[idx], s[idx])
+
+    task = Task(
+        "adult-paper", split(pre), *[split(p) for p in parts],
+        classes=classes, pre_classes=classes, pos_label=1,
+        description=(
+            "Adult (load_adult(dropna=True)), the paper's setting: random 60 % "
+            "pre-training / 40 % new task, stratified on (income, sex), a new "
+            "split per seed; label income >50K on both parts; sensitive "
+            "feature sex (dropped from X); X = the 13 other raw columns, "
+            "categoricals as one category code per column, every column "
+            "standardized (encoders fitted on the pre-training part)."
+        ),
+    )
+    if not with_onehot:
+        return task
+    pre_split, new_splits = _make_parts(data, y, s, pre, parts,
+                                        sensitive_column="sex")
+    onehot = Task("adult-paper-onehot", pre_split, *new_splits,
+                  classes=classes, pre_classes=classes, pos_label=1,
+                  description="same rows and split, one-hot features (ours)")
+    return task, onehot
 
 
 @lru_cache(maxsize=1)

@@ -1,115 +1,282 @@
-"""A constructed Colored-MNIST-style image task from ``load_digits``.
+"""A constructed image task ("shapes on tinted backgrounds") and its seed loop.
 
-This is *not* the paper's CelebA / LFW+a experiment: it is a small,
-offline stand-in that exercises the same code path (a CNN backbone, inputs
-of shape N x C x H x W, a 2-layer head factorized by the weighted SVD).
+This is a CONSTRUCTED stand-in for the paper's CelebA (WavyHair / Male) and
+LFW+a experiments, which cannot be downloaded here. What it keeps: 3 x 32 x 32
+colour images, a visual target, a visual group attribute that is spuriously
+correlated with the target, a correlation that differs between pre-training
+and the new task, a convolutional backbone (a small ResNet written in the
+package, :mod:`._resnet`) pre-trained on the pre-training part and frozen.
+What it does not show: anything about faces, real-world bias, ResNet-18/50
+or DenseNet, or the paper's numbers.
 
-* Images: the 1,797 8x8 digits of :func:`sklearn.datasets.load_digits`,
-  upsampled to 16x16 (each pixel repeated 2x2), scaled to [0, 1], with small
-  Gaussian pixel noise, painted into the red or the green channel of a 3
-  channel image. The colour is the sensitive group.
-* Pre-training task: ``digit < 5``; red for 80 % of the positives and 20 % of
-  the negatives (colour correlated with the label one way).
-* New task: digit parity (``digit is even`` is class 1); red for 20 % of the
-  positives and 80 % of the negatives (correlation flipped).
-* 60 % of the images (at random) for pre-training, the other 40 % split in the
-  paper's Table 1 ratio.
+* Image: a light bar, horizontal (target ``y = 1``) or vertical (``y = 0``),
+  3-14 px long and 2.5-4 px thick at a random place (the short ones are
+  nearly square, hence ambiguous), on a background
+  tinted warm (group ``"warm"``) or cool (group ``"cool"``), with a random
+  brightness and Gaussian pixel noise (std 0.2).
+* Pre-training part: P(warm | y=1) = 0.8, P(warm | y=0) = 0.2: the group is a
+  shortcut for the target.
+* New task: P(warm | y=1) = 0.3, P(warm | y=0) = 0.7: the shortcut is
+  reversed and weaker.
+* The backbone is pre-trained once (pre-training images drawn with seed 0),
+  like a downloaded pre-trained model; each seed draws new new-task images,
+  extracts their features once through the frozen trunk and shares them with
+  every method (head-only methods see exactly what they would see through the
+  whole frozen network).
 """
+
+import copy
+import time
+from collections import OrderedDict
 
 import numpy as np
 import torch
-from sklearn.datasets import load_digits
 from torch import nn
 
-from ._data import PRETRAIN_FRACTION, Split, Task, ratio_sizes
+from ._data import Split, Task
+from ._methods import Context, FitResult, _quiet_peers
+from ._pretrain import predict_torch, train_torch
+from ._resnet import RESNET_HEAD, build_resnet, resnet_description
 
-__all__ = ["CNN_HEAD", "CNN_ARCHITECTURE", "make_digits_task", "build_cnn"]
+__all__ = ["make_shapes", "make_shapes_task", "images_seed", "count_units",
+           "IMAGE_SIZES", "IMAGES_CONFIG"]
 
-CNN_HEAD = "1"
-CNN_ARCHITECTURE = (
-    "CNN: trunk Conv(3,8,3)-ReLU-MaxPool-Conv(8,16,3)-ReLU-MaxPool-Flatten "
-    "(256 features), head Linear(256,32)-ReLU-Linear(32,2) = '1'"
-)
-
-
-def _colour(images, red, rng):
-    n = len(images)
-    X = np.zeros((n, 3, 16, 16), dtype=np.float32)
-    big = np.kron(images, np.ones((1, 2, 2))) / 16.0
-    big = np.clip(big + rng.normal(scale=0.05, size=big.shape), 0, 1)
-    X[red, 0] = big[red]
-    X[~red, 1] = big[~red]
-    return X
+#: (pre-training, train, validation, test) images in full mode.
+IMAGE_SIZES = (10_000, 10_000, 2_000, 4_000)
+IMAGES_CONFIG = "ours: small ResNet, 2-layer head 32->32->2"
+GROUPS = np.array(["cool", "warm"])
+_TINT = {1: (0.62, 0.40, 0.36), 0: (0.36, 0.40, 0.62)}
+_IMPORTANCES = {"f+SVD": "uniform", "FWSVD": "fisher", "OURS": "neutral"}
 
 
-def make_digits_task(seed, *, n_rows=None, correlation=0.8):
-    """Build the constructed coloured-digits transfer task.
+def make_shapes(y, warm, seed, *, size=32, noise=0.2, chunk=2000):
+    """Draw the images of :mod:`._images` for labels ``y`` and groups ``warm``.
+
+    Parameters
+    ----------
+    y : ndarray of shape (n,)
+        1 draws a horizontal bar, 0 a vertical one.
+    warm : ndarray of bool, shape (n,)
+        Background tint (the group attribute).
+    seed : int
+        Seed of positions, sizes, brightness and noise.
+    size : int, default=32
+    noise : float, default=0.2
+        Std of the Gaussian pixel noise.
+    chunk : int, default=2000
+        Images drawn at once (memory).
+
+    Returns
+    -------
+    X : ndarray of shape (n, 3, size, size), dtype uint8
+
+    Examples
+    --------
+    >>> X = make_shapes(np.array([0, 1]), np.array([True, False]), seed=0)
+    >>> X.shape, X.dtype.name
+    ((2, 3, 32, 32), 'uint8')
+    """
+    rng = np.random.RandomState(seed)
+    y, warm = np.asarray(y), np.asarray(warm, dtype=bool)
+    n = len(y)
+    out = np.empty((n, 3, size, size), dtype=np.uint8)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for start in range(0, n, chunk):
+        sl = slice(start, min(n, start + chunk))
+        m = sl.stop - sl.start
+        length = rng.uniform(3.0, 14.0, m).astype(np.float32)
+        thick = rng.uniform(2.5, 4.0, m).astype(np.float32)
+        cx, cy = rng.uniform(9, size - 9, (2, m)).astype(np.float32)
+        dx = np.abs(xx[None] - cx[:, None, None])
+        dy = np.abs(yy[None] - cy[:, None, None])
+        half_l = (length / 2)[:, None, None]
+        half_t = (thick / 2)[:, None, None]
+        horizontal = (dx <= half_l) & (dy <= half_t)
+        vertical = (dx <= half_t) & (dy <= half_l)
+        mask = np.where(y[sl, None, None] == 1, horizontal, vertical)
+        tint = np.where(warm[sl, None], np.array(_TINT[1]), np.array(_TINT[0]))
+        tint = tint + rng.uniform(-0.1, 0.1, (m, 1))
+        img = np.broadcast_to(tint[:, :, None, None], (m, 3, size, size)).copy()
+        fg = rng.uniform(0.6, 0.95, m)[:, None, None]
+        for c in range(3):
+            img[:, c][mask] = np.broadcast_to(fg, mask.shape)[mask]
+        img += rng.normal(0.0, noise, img.shape)
+        out[sl] = np.clip(np.rint(img * 255), 0, 255).astype(np.uint8)
+    return out
+
+
+def _draw(n, p_warm_given_y, seed):
+    rng = np.random.RandomState(seed)
+    y = (rng.uniform(size=n) < 0.5).astype(np.int64)
+    p = np.where(y == 1, p_warm_given_y[1], p_warm_given_y[0])
+    warm = rng.uniform(size=n) < p
+    return y, warm
+
+
+def make_shapes_task(seed, *, sizes=IMAGE_SIZES, pre_seed=0):
+    """Build the constructed shapes task (images as uint8 N x 3 x 32 x 32).
 
     Parameters
     ----------
     seed : int
-        Seed of the colours, noise and split.
-    n_rows : int or None, default=None
-        Use a random subset of this many images; None uses all 1,797.
-    correlation : float, default=0.8
-        ``P(red | y = 1)`` on the pre-training task (``1 - correlation`` on
-        the new task, where the correlation is flipped).
+        Seed of the new task's images (train / val / test).
+    sizes : tuple of 4 int, default=IMAGE_SIZES
+        Pre-training, train, validation and test sizes.
+    pre_seed : int, default=0
+        Seed of the pre-training images (fixed: one pre-trained backbone).
 
     Returns
     -------
     task : Task
-        X of shape (n, 3, 16, 16), float32; groups ``"red"`` / ``"green"``.
+        Groups ``"warm"`` / ``"cool"``; class 1 = horizontal bar.
     """
-    digits = load_digits()
-    rng = np.random.RandomState(seed)
-    rows = np.arange(len(digits.target))
-    if n_rows is not None and n_rows < len(rows):
-        rows = np.sort(rng.choice(rows, n_rows, replace=False))
-    images, digit = digits.images[rows], digits.target[rows]
-    order = rng.permutation(len(rows))
-    n_pre = int(round(PRETRAIN_FRACTION * len(rows)))
-    pre, new = order[:n_pre], order[n_pre:]
-
-    y_pre = (digit[pre] < 5).astype(np.int64)
-    red_pre = rng.uniform(size=len(pre)) < np.where(y_pre == 1, correlation,
-                                                    1 - correlation)
-    y_new = (digit[new] % 2 == 0).astype(np.int64)
-    red_new = rng.uniform(size=len(new)) < np.where(y_new == 1, 1 - correlation,
-                                                    correlation)
-
-    def split(idx, y, red):
-        X = _colour(images[idx], red, rng)
-        return Split(X, y, np.where(red, "red", "green"))
-
-    n_train, n_val, _ = ratio_sizes(len(new))
-    parts = [slice(0, n_train), slice(n_train, n_train + n_val),
-             slice(n_train + n_val, None)]
+    n_pre, n_train, n_val, n_test = sizes
+    y_pre, w_pre = _draw(n_pre, {1: 0.8, 0: 0.2}, 10_000 + pre_seed)
+    X_pre = make_shapes(y_pre, w_pre, 20_000 + pre_seed)
+    n_new = n_train + n_val + n_test
+    y_new, w_new = _draw(n_new, {1: 0.3, 0: 0.7}, 30_000 + seed)
+    X_new = make_shapes(y_new, w_new, 40_000 + seed)
+    cuts = np.cumsum([0, n_train, n_val, n_test])
+    parts = [Split(X_new[a:b], y_new[a:b], GROUPS[w_new[a:b].astype(int)])
+             for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
     return Task(
-        "digits-colour", split(pre, y_pre, red_pre),
-        *[split(new[p], y_new[p], red_new[p]) for p in parts],
-        classes=["odd", "even"], pre_classes=[">=5", "<5"], pos_label=1,
+        "shapes", Split(X_pre, y_pre, GROUPS[w_pre.astype(int)]), *parts,
+        classes=["vertical", "horizontal"],
+        pre_classes=["vertical", "horizontal"],
+        pos_label=1,
         description=(
-            "CONSTRUCTED task, not the paper's CelebA / LFW+a: load_digits "
-            "upsampled to 3x16x16, colour (red/green) = group. Pre-train on "
-            f"digit<5 with P(red|y=1)={correlation}; fine-tune on digit parity "
-            f"with the correlation flipped (P(red|even)={1 - correlation:.1f})."
+            "CONSTRUCTED task, not the paper's CelebA / LFW+a: 3x32x32 noisy "
+            "images of a horizontal (y=1) or vertical bar, 3-14 px long, on a "
+            "warm or cool background (the group). Pre-training: "
+            "P(warm|y=1)=0.8, P(warm|y=0)=0.2; new task: P(warm|y=1)=0.3, "
+            "P(warm|y=0)=0.7 "
+            "(the shortcut is reversed and weaker)."
         ),
     )
 
 
-def build_cnn(*, n_out=2, seed=0):
-    """Return the image backbone ``nn.Sequential(trunk, head)`` (eval mode)."""
-    state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
-        model = nn.Sequential(
-            nn.Sequential(
-                nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                nn.Flatten(),
-            ),
-            nn.Sequential(nn.Linear(256, 32), nn.ReLU(), nn.Linear(32, n_out)),
-        )
-    finally:
-        torch.random.set_rng_state(state)
-    return model.eval()
+def _float(X):
+    return X.astype(np.float32) / 255.0
+
+
+@torch.no_grad()
+def _features(trunk, X, batch_size=500):
+    trunk.eval()
+    out = [trunk(torch.from_numpy(_float(X[i : i + batch_size])))
+           for i in range(0, len(X), batch_size)]
+    return torch.cat(out).numpy()
+
+
+def count_units(settings):
+    """Return the number of progress-bar steps per seed."""
+    return 1 + 4 + 2 + 2 + 2 + 3 * len(settings.ranks_b)
+
+
+def _pretrained_backbone(settings, artifacts):
+    """Pre-train the ResNet once per run (the same for every seed)."""
+    if "_resnet" not in artifacts:
+        sizes = settings.n_images or IMAGE_SIZES
+        task = make_shapes_task(0, sizes=sizes)
+        start = time.perf_counter()
+        model = train_torch(build_resnet(seed=0), _float(task.pre.X), task.pre.y,
+                            epochs=settings.pretrain_epochs,
+                            lr=settings.pretrain_lr,
+                            batch_size=settings.pretrain_batch_size
+                            or settings.batch_size, seed=0)
+        artifacts["_resnet"] = model
+        artifacts["pretrain_seconds"] = time.perf_counter() - start
+    return artifacts["_resnet"]
+
+
+def images_seed(settings, seed, rec, artifacts):
+    """Run the image comparison for one seed."""
+    from fairlearn.postprocessing import ThresholdOptimizer
+    from fairlearn.reductions import (
+        DemographicParity,
+        EqualizedOdds,
+        ExponentiatedGradient,
+    )
+    from sklearn.linear_model import LogisticRegression
+
+    from ._adult_paper import _run_tuner, _tick
+
+    resnet = _pretrained_backbone(settings, artifacts)
+    sizes = settings.n_images or IMAGE_SIZES
+    raw = make_shapes_task(seed, sizes=sizes)
+    trunk = resnet.get_submodule("0")
+    start = time.perf_counter()
+    parts = {p: Split(_features(trunk, getattr(raw, p).X), getattr(raw, p).y,
+                      getattr(raw, p).s) for p in ("train", "val", "test")}
+    extract = time.perf_counter() - start
+    task = Task(raw.name, Split(np.zeros((0, 1), np.float32), raw.pre.y[:0],
+                                raw.pre.s[:0]),
+                parts["train"], parts["val"], parts["test"],
+                classes=raw.classes, pre_classes=raw.pre_classes, pos_label=1,
+                description=raw.description)
+    # the frozen trunk's output is the input of this model: same head
+    model = nn.Sequential(OrderedDict(
+        [("0", nn.Identity()), ("1", copy.deepcopy(resnet.get_submodule("1")))]
+    )).eval()
+    ctx = Context(task, model, seed, batch_size=settings.batch_size,
+                  expgrad_max_iter=settings.expgrad_max_iter)
+    grid, cfg, rank = settings.grid, IMAGES_CONFIG, settings.main_rank
+    y_pre = predict_torch(model, task.test.X)
+    rec.add("main", cfg, "Pretrained (no FT)", seed, task,
+            FitResult(y_pre, 0, 0.0), family="reference",
+            extract_seconds=extract)
+    _tick(rec, "pretrained")
+    _run_tuner(rec, "main", cfg, ctx, "TL", "fine-tuning", grid,
+               head=RESNET_HEAD, rank=None)
+    for label, imp in _IMPORTANCES.items():
+        _run_tuner(rec, "main", cfg, ctx, label, "fine-tuning", grid,
+                   head=RESNET_HEAD, rank=rank, importance=imp)
+    pens = {"DP": "demographic_parity", "EO": "equalized_odds"}
+    for label, pen in pens.items():
+        _run_tuner(rec, "main", cfg, ctx, f"Retrain+{label} head λ=0.5",
+                   "in-processing", grid, head=RESNET_HEAD, rank=None,
+                   fairness_penalty=pen, penalty_strength=0.5)
+    for label, constraint in (("DP", DemographicParity), ("EO", EqualizedOdds)):
+        est = ExponentiatedGradient(LogisticRegression(max_iter=1000),
+                                    constraints=constraint(),
+                                    max_iter=ctx.expgrad_max_iter)
+        start = time.perf_counter()
+        with _quiet_peers():
+            est.fit(task.train.X, task.train.y, sensitive_features=task.train.s)
+            y_pred = np.asarray(est.predict(task.test.X, random_state=seed))
+        n_models = int(np.sum(np.asarray(est.weights_) > 0))
+        rec.add("main", cfg, f"ExpGrad {label}", seed, task,
+                FitResult(y_pred.astype(int),
+                          n_models * (task.train.X.shape[1] + 1),
+                          time.perf_counter() - start), family="in-processing")
+        _tick(rec, f"ExpGrad {label}")
+    for label, constraint in (("DP", "demographic_parity"),
+                              ("EO", "equalized_odds")):
+        base = ctx.fitted["OURS"]
+        est = ThresholdOptimizer(estimator=base, constraints=constraint,
+                                 prefit=True, predict_method="predict_proba")
+        start = time.perf_counter()
+        with _quiet_peers():
+            est.fit(task.train.X, task.train.y, sensitive_features=task.train.s)
+            y_pred = est.predict(task.test.X, sensitive_features=task.test.s,
+                                 random_state=seed)
+        rec.add("main", cfg, f"ThrOpt {label} (OURS)", seed, task,
+                FitResult(np.asarray(y_pred).astype(int),
+                          base.n_trainable_params_, time.perf_counter() - start),
+                family="post-processing")
+        _tick(rec, f"ThrOpt {label}")
+    for r in settings.ranks_b:
+        for label, imp in _IMPORTANCES.items():
+            _run_tuner(rec, "rank_sweep_b", cfg, ctx, f"{label} r={r}",
+                       "fine-tuning", grid, head=RESNET_HEAD, rank=r,
+                       importance=imp)
+            rec.rows[-1].update(rank=r, importance=label)
+    if seed == 0:
+        artifacts["importance"] = ctx.fitted.get("OURS")
+        artifacts["pca"] = {"input of the head (32-d ResNet features)":
+                            task.test.X, "groups": task.test.s}
+    artifacts.setdefault("descriptions", {}).update(
+        {"images": raw.description,
+         "sizes": {"pre": sizes[0], "train": sizes[1], "val": sizes[2],
+                   "test": sizes[3]},
+         "architecture": resnet_description(),
+         "pretrain_seconds": round(artifacts.get("pretrain_seconds", 0.0), 1)})

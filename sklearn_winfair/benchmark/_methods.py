@@ -20,7 +20,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from torch import nn
 
-from .._estimator import FairLowRankFineTuner
+from .. import FairLowRankFineTuner
 from ._data import Task
 from ._pretrain import (
     LINEAR_HEAD,

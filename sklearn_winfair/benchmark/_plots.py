@@ -27,32 +27,115 @@ def _finish(plt, fig, path, title):
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
-def plot_pareto(summary, path, title):
-    """Err vs ΔDP and Err vs ΔEO of every method (mean ± std over seeds).
+FAMILY_COLOURS = {"reference": "0.45", "fine-tuning": "C0",
+                  "in-processing": "C1", "post-processing": "C2"}
+
+
+def _clip_limits(values, pad=0.06):
+    """Axis limits holding the non-outlying values (Tukey's 3 IQR fences)."""
+    v = np.asarray(values, float)
+    q1, q3 = np.percentile(v, [25, 75])
+    iqr = max(q3 - q1, 1e-9)
+    keep = v[(v >= q1 - 3 * iqr) & (v <= q3 + 3 * iqr)]
+    lo, hi = keep.min(), keep.max()
+    span = max(hi - lo, 1e-6)
+    return lo - pad * span, hi + pad * span
+
+
+def plot_pareto(summary, path, title, paper_points=None):
+    """Err vs ΔDP and Err vs ΔEO with the Pareto front, coloured by family.
+
+    Each method is a numbered point (mean over seeds, bars = std) listed in
+    the legend; OURS is a star; the paper's published points (if given) are
+    open black diamonds; the dashed line is the Pareto front of our means
+    (lower Err and lower gap are better). Points outside Tukey's 3-IQR
+    fences are drawn on the border as triangles and named under the figure.
 
     Parameters
     ----------
     summary : pandas.DataFrame
-        Output of :func:`~sklearn_winfair.benchmark._report.summarize`.
+        Output of :func:`~sklearn_winfair.benchmark._report.summarize` with a
+        ``family`` column.
     path : pathlib.Path
         Output PNG.
     title : str
         Figure title.
+    paper_points : list of (label, err, dp_gap, eo_gap) or None
+        Published points to overlay.
     """
+    from ._paper_report import pareto_front
+
     plt = _pyplot()
-    fig, axes = plt.subplots(1, 2, figsize=(13, 5.5))
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.2))
+    summary = summary.reset_index(drop=True)
+    clipped = set()
+    handles = {}
     for ax, gap, label in ((axes[0], "dp_gap", "ΔDP"),
                            (axes[1], "eo_gap", "ΔEO (TPR gap + FPR gap)")):
-        for i, row in enumerate(summary.itertuples()):
-            ax.errorbar(getattr(row, f"{gap}_mean"), row.err_mean,
-                        xerr=getattr(row, f"{gap}_std"), yerr=row.err_std,
-                        fmt="o", ms=4, color=f"C{i % 10}", capsize=2)
-            ax.annotate(row.method, (getattr(row, f"{gap}_mean"), row.err_mean),
-                        fontsize=6, xytext=(3, 3), textcoords="offset points")
+        x = summary[f"{gap}_mean"].to_numpy()
+        y = summary["err_mean"].to_numpy()
+        px = [p[2 if gap == "dp_gap" else 3] for p in paper_points or []]
+        py = [p[1] for p in paper_points or []]
+        xlo, xhi = _clip_limits(np.r_[x, px])
+        ylo, yhi = _clip_limits(np.r_[y, py])
+        xlo, ylo = min(xlo, 0.0) if xlo < 0.02 else xlo, ylo
+        for i, row in summary.iterrows():
+            colour = FAMILY_COLOURS.get(row.get("family"), "C7")
+            ours = row["method"] == "OURS"
+            xi = min(max(x[i], xlo), xhi)
+            yi = min(max(y[i], ylo), yhi)
+            out = (xi != x[i]) or (yi != y[i])
+            if out:
+                clipped.add(f"{i + 1} {row['method']} (Err {y[i]:.1f})")
+            marker = "^" if out else ("*" if ours else "o")
+            h = ax.errorbar(xi, yi, xerr=None if out else row[f"{gap}_std"],
+                            yerr=None if out else row["err_std"], fmt=marker,
+                            ms=13 if ours else 6, color=colour,
+                            mec="black" if ours else colour, capsize=2,
+                            elinewidth=0.8, alpha=0.9)
+            ax.annotate(str(i + 1), (xi, yi), fontsize=8, xytext=(4, 3),
+                        textcoords="offset points")
+            handles.setdefault(f"{i + 1:>2} {row['method']}", h)
+        cand = np.flatnonzero(summary["family"].to_numpy() != "reference") \
+            if "family" in summary else np.arange(len(x))
+        front = cand[pareto_front(x[cand], y[cand])]
+        fx = np.clip(x[front], xlo, xhi)
+        fy = np.clip(y[front], ylo, yhi)
+        ax.step(fx, fy, where="post", ls="--", color="0.3", lw=1,
+                label="Pareto front (ours)")
+        for k, (lab, err, dp, eo) in enumerate(paper_points or []):
+            gx = dp if gap == "dp_gap" else eo
+            letter = chr(ord("a") + k)
+            pxy = (min(max(gx, xlo), xhi), min(max(err, ylo), yhi))
+            h = ax.plot(*pxy, "D", mfc="none", mec="black", ms=7)[0]
+            ax.annotate(letter, pxy, fontsize=8, xytext=(4, -9),
+                        textcoords="offset points", style="italic")
+            handles.setdefault(f" {letter} paper: {lab}", h)
+        ax.set_xlim(xlo, xhi)
+        ax.set_ylim(ylo, yhi)
         ax.set_xlabel(label + " (lower is fairer)")
         ax.set_ylabel("Err = 100 - weighted F1 (%)")
         ax.grid(alpha=0.3)
-    _finish(plt, fig, path, title)
+    from matplotlib.lines import Line2D
+
+    handles["Pareto front of our means"] = Line2D([], [], ls="--", color="0.3")
+    fig.legend(list(handles.values()), list(handles.keys()), loc="center left",
+               bbox_to_anchor=(0.79, 0.5), fontsize=7.5, frameon=False)
+    import textwrap
+
+    note = ("colour = family (blue fine-tuning, orange in-processing, green "
+            "post-processing, grey reference); star = OURS")
+    if paper_points:
+        note += "; open diamonds = the paper's published points (Table 3)"
+    if clipped:
+        note += "\n" + textwrap.fill(
+            "outside the axes, drawn on the border as triangles: "
+            + "; ".join(sorted(clipped)), 190)
+    fig.text(0.01, 0.01, note, fontsize=7.5, va="bottom")
+    fig.suptitle(title)
+    fig.tight_layout(rect=(0, 0.06, 0.79, 1))
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot_alpha(summary, path, title):

@@ -370,13 +370,18 @@ def write_reports(runs, settings, out, artifacts, wall, *, plots=True):
     tables : dict of str to str
     files : list of pathlib.Path
     """
+    if settings.dataset in ("adult", "images"):
+        from ._paper_report import write_paper_reports
+
+        return write_paper_reports(runs, settings, out, artifacts, wall,
+                                   plots=plots)
     files = []
     csv = out / "runs.csv"
     runs.to_csv(csv, index=False)
     files.append(csv)
     ds = settings.dataset
     tables = {}
-    if ds == "adult":
+    if ds == "adult-age-shift":
         tables["table2.md"] = table2(runs)
         tables["table3.md"] = table_main(
             runs, "Table 3 — in-processing and post-processing peers vs OURS "

@@ -9,36 +9,33 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .._fairness import (
+from .. import (
     demographic_parity_gap,
     equalized_odds_gap,
     paper_metrics,
     weighted_f1_error,
 )
 from ._data import make_adult_tasks, make_german_task
-from ._images import CNN_ARCHITECTURE, CNN_HEAD, build_cnn, make_digits_task
 from ._methods import (
     IMPORTANCES,
     PENALTY_STRENGTHS,
     Context,
-    FitResult,
-    Method,
     main_methods,
     select_methods,
     tuner_method,
 )
 from ._pretrain import ARCHITECTURE, LINEAR_HEAD, MLP_HEAD, build_mlp, train_torch
+from ._tuning import Grid
 
 __all__ = ["Settings", "BenchmarkResult", "run_benchmark", "task_metrics",
            "DATASETS"]
 
-DATASETS = ("adult", "german", "images")
+DATASETS = ("adult", "adult-age-shift", "german", "images")
 ALPHAS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95)
 
 CONFIG_A = "a: linear head 10->2"
 CONFIG_B = "b: 2-layer head 64->10->2"
 CONFIG_C = "c: multiclass, probe head 64->10->4"
-CONFIG_IMG = "b: CNN head 256->32->2"
 
 
 @dataclass
@@ -47,7 +44,9 @@ class Settings:
 
     Attributes
     ----------
-    dataset : {"adult", "german", "images"}
+    dataset : {"adult", "adult-age-shift", "german", "images"}
+        ``"adult"`` is the paper's setting; ``"adult-age-shift"`` our age
+        covariate-shift scenario.
     seeds : int
         Number of seeds (0 .. seeds - 1).
     epochs : int
@@ -73,6 +72,18 @@ class Settings:
         Rank of the alpha ablation and of the (b) rows of ``fig4.md``.
     expgrad_max_iter : int
         ``max_iter`` of the ExponentiatedGradient peers.
+    grid : Grid
+        lr x epochs grid searched on the validation part by every tuned
+        method (``adult`` and ``images``).
+    pretrain_lr : float
+        Learning rate of the backbones' pre-training (``adult``, ``images``).
+    ours_b : bool
+        Also run our extras in ``adult``: the one-hot 64-10-2 configuration
+        and OURS+DP/EO (off in full mode, for time).
+    n_images : tuple of 4 int or None
+        Pre-training, train, validation and test images (``images``).
+    pretrain_batch_size : int or None
+        Mini-batch of the pre-training (None: ``batch_size``).
     torch_threads : int
         Torch intra-op threads during the run (restored afterwards). The
         models are tiny, so one thread is as fast as several on an idle
@@ -95,23 +106,39 @@ class Settings:
     ranks_c: tuple = (1, 2, 3)
     alpha_rank: int = 2
     expgrad_max_iter: int = 50
+    grid: Grid = Grid()
+    pretrain_lr: float = 1e-2
+    ours_b: bool = True
+    n_images: object = None
+    pretrain_batch_size: object = None
     torch_threads: int = 1
 
     @classmethod
     def defaults(cls, dataset, *, quick=False, **overrides):
         """Per-data-set defaults for quick and full mode, then ``overrides``."""
         base = {
-            "adult": dict(epochs=5, pretrain_epochs=5, batch_size=512, seeds=3)
+            "adult": dict(pretrain_epochs=5, batch_size=256, seeds=3,
+                          grid=Grid((1e-3, 1e-2), (2, 5)), ours_b=False)
+            if quick else dict(pretrain_epochs=6, batch_size=256, seeds=10,
+                               grid=Grid((1e-3, 1e-2), (2, 5, 10)),
+                               ours_b=False),
+            "adult-age-shift": dict(epochs=5, pretrain_epochs=5, batch_size=512,
+                                    seeds=3)
             if quick else dict(epochs=20, pretrain_epochs=10, batch_size=256,
                                seeds=10),
             "german": dict(epochs=20, pretrain_epochs=30, batch_size=32,
                            seeds=3, lr=5e-3)
             if quick else dict(epochs=50, pretrain_epochs=60, batch_size=32,
                                seeds=10, lr=5e-3),
-            "images": dict(epochs=10, pretrain_epochs=15, batch_size=64,
-                           seeds=3, lr=5e-3)
-            if quick else dict(epochs=30, pretrain_epochs=30, batch_size=64,
-                               seeds=10, lr=5e-3),
+            "images": dict(seeds=3, pretrain_epochs=3, pretrain_lr=3e-3,
+                           batch_size=512, pretrain_batch_size=128,
+                           n_images=(3000, 3000, 600, 1200),
+                           grid=Grid((1e-3, 1e-2), (2, 5)), ranks_b=(),
+                           main_rank=4)
+            if quick else dict(seeds=5, pretrain_epochs=4, pretrain_lr=3e-3,
+                               batch_size=512, pretrain_batch_size=128,
+                               grid=Grid((1e-3, 1e-2), (2, 5, 10)), ranks_b=(),
+                               main_rank=4),
         }[dataset]
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(dataset=dataset, quick=quick, **base)
@@ -241,6 +268,14 @@ def _count_units(settings):
     n_main = len(select_methods(main_methods(), settings.methods))
     n_b = 1 + 3 * len(settings.ranks_b)
     if settings.dataset == "adult":
+        from ._adult_paper import count_units
+
+        return count_units(settings)
+    if settings.dataset == "images":
+        from ._images import count_units
+
+        return count_units(settings)
+    if settings.dataset == "adult-age-shift":
         return (n_main + n_b + (len(ALPHAS) - 1) + 6 * 3
                 + 1 + 3 * len(settings.ranks_c))
     if settings.dataset == "german":
@@ -332,39 +367,20 @@ def _german_seed(settings, seed, rec, artifacts):
          "architecture": ARCHITECTURE, "n_features": n_in})
 
 
+def _paper_seed(settings, seed, rec, artifacts):
+    from ._adult_paper import adult_paper_seed
+
+    adult_paper_seed(settings, seed, rec, artifacts)
+
+
 def _images_seed(settings, seed, rec, artifacts):
-    task = make_digits_task(seed, n_rows=settings.n_rows)
-    backbone = _pretrain(settings, task.pre.X, task.pre.y, builder=build_cnn,
-                         seed=seed)
-    ctx = Context(task, backbone, seed, **_context_kwargs(settings))
-    pre = Method("Pretrained (no FT)", "reference",
-                 lambda c: FitResult(_predict(c), 0, 0.0))
-    rank = 4
-    methods = [pre, tuner_method("TL", head=CNN_HEAD, rank=None)] + [
-        tuner_method(label, head=CNN_HEAD, rank=rank, importance=imp)
-        for label, imp in IMPORTANCES.items()]
-    rec.run("main", CONFIG_IMG, ctx, methods)
-    fitted_b = _run_sweep(rec, "rank_sweep_b", CONFIG_IMG, ctx, CNN_HEAD,
-                          settings.ranks_b)
-    if seed == 0:
-        artifacts["importance"] = fitted_b.get((settings.alpha_rank, "OURS"))
-        artifacts["pca"] = {
-            "input of CNN head (256-d)": ctx.features(CNN_HEAD, "test"),
-            "groups": task.test.s,
-        }
-    artifacts.setdefault("descriptions", {}).update(
-        {"images": task.description, "sizes": task.sizes(),
-         "architecture": CNN_ARCHITECTURE})
+    from ._images import images_seed
+
+    images_seed(settings, seed, rec, artifacts)
 
 
-def _predict(ctx):
-    from ._pretrain import predict_torch
-
-    return predict_torch(ctx.backbone, ctx.task.test.X)
-
-
-_SEED_LOOPS = {"adult": _adult_seed, "german": _german_seed,
-               "images": _images_seed}
+_SEED_LOOPS = {"adult": _paper_seed, "adult-age-shift": _adult_seed,
+               "german": _german_seed, "images": _images_seed}
 
 
 def run_benchmark(dataset="adult", *, quick=False, seeds=None, epochs=None,
