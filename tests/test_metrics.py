@@ -299,12 +299,12 @@ def test_fairness_metric_frame_invalid_arguments():
 
 
 def test_make_fairness_scorer_needs_no_routing_to_build():
-    """Building the scorer works with routing off; it requests sensitive_features."""
+    """Building works with routing off; it requests sensitive_features and weights."""
     assert not sklearn.get_config()["enable_metadata_routing"]
     scorer = make_fairness_scorer("equalized_odds", agg="max")
     assert not sklearn.get_config()["enable_metadata_routing"]
     routing = scorer.get_metadata_routing()
-    assert routing.score.requests == {"sensitive_features": True}
+    assert routing.score.requests == {"sensitive_features": True, "sample_weight": True}
 
 
 def test_fairness_scorer_returns_negated_gap():
