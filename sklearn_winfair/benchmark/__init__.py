@@ -1,5 +1,11 @@
 """Benchmark harness reproducing Zhang & Zhou (2024) with sklearn-winfair.
 
+Yixuan Zhang and Feng Zhou, "Bias Mitigation in Fine-tuning Pre-trained
+Models for Enhanced Fairness and Efficiency", arXiv:2403.00625, 2024.
+``winfair-bench adult`` runs the paper's own setting with its published
+numbers beside ours; ``adult-age-shift``, ``german`` and ``images`` are our
+scenarios.
+
 Run it from the command line (``winfair-bench adult --quick`` or
 ``python -m sklearn_winfair.benchmark adult --quick``) or from Python with
 :func:`run_benchmark`. Nothing here is imported by the package root.

@@ -694,3 +694,12 @@ def results_index(root):
             "by hand. Runs on a shared 2-core CPU machine, one torch thread.\n\n"
             + markdown_table(["folder", "benchmark", "mode", "wall time",
                               "code", "note"], rows) + "\n")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    # python -m sklearn_winfair.benchmark._paper_report docs/results
+    import sys
+    from pathlib import Path
+
+    root = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results")
+    (root / "README.md").write_text(results_index(root), encoding="utf-8")
