@@ -396,3 +396,93 @@ def test_sample_weight_routed_through_grid_search_to_fit_and_scorers():
                                           alpha=best)
     )
     assert np.isfinite(search.cv_results_["mean_test_dp"]).all()
+
+
+# --------------------------------------------------------------------------
+# fairlearn reductions
+# --------------------------------------------------------------------------
+#: fairlearn 0.15's reductions use pandas idioms that pandas 3 deprecates
+#: (new Series keys set with .at, a float Series set to bools).
+FAIRLEARN_ON_PANDAS_3 = pytest.mark.filterwarnings(
+    "ignore::pandas.errors.Pandas4Warning:fairlearn.*"
+)
+#: fairlearn passes the weights as a pandas Series; under pandas 3 (copy on
+#: write) _check_sample_weight returns a read-only view of it, and
+#: torch.from_numpy in fit warns about it (reported to the lead: fit should
+#: copy the validated weights). Remove this filter once fit copies them.
+READ_ONLY_WEIGHTS = pytest.mark.filterwarnings(
+    "ignore:The given NumPy array is not writable:UserWarning"
+)
+REDUCTION_BASES = {
+    "TL": dict(rank=None),
+    "uniform": dict(rank=1, importance="uniform"),
+    "fisher": dict(rank=1, importance="fisher"),
+}
+
+
+def _reduction(kind, base):
+    from fairlearn.reductions import (
+        DemographicParity,
+        ExponentiatedGradient,
+        GridSearch,
+    )
+
+    if kind == "ExponentiatedGradient":
+        return ExponentiatedGradient(base, constraints=DemographicParity(), max_iter=4)
+    return GridSearch(base, constraints=DemographicParity(), grid_size=3)
+
+
+@FAIRLEARN_ON_PANDAS_3
+@READ_ONLY_WEIGHTS
+@pytest.mark.parametrize("kind", ["ExponentiatedGradient", "GridSearch"])
+@pytest.mark.parametrize("base", list(REDUCTION_BASES))
+def test_fairlearn_reductions_fit_and_predict(kind, base):
+    X, y, s = make_task(n=200)
+    clf = FairLowRankFineTuner(
+        mlp_backbone(), max_epochs=2, lr=1e-2, random_state=0, **REDUCTION_BASES[base]
+    )
+    mitigator = _reduction(kind, clf).fit(X, y, sensitive_features=s)
+    fitted = [
+        p for p in mitigator.predictors_ if isinstance(p, FairLowRankFineTuner)
+    ]
+    assert fitted, "every oracle call fell back to a constant predictor"
+    assert all(p.groups_ is None for p in fitted)  # fit without groups
+    y_pred = mitigator.predict(X)
+    assert y_pred.shape == (200,) and set(np.unique(y_pred)) <= {0, 1}
+
+
+@FAIRLEARN_ON_PANDAS_3
+@READ_ONLY_WEIGHTS
+def test_fairlearn_reduction_passes_the_weights():
+    """The oracle's weights reach the fit: its importances are the weighted ones."""
+    from fairlearn.reductions import DemographicParity, GridSearch
+
+    X, y, s = make_task(n=200)
+    base = FairLowRankFineTuner(mlp_backbone(), rank=1, importance="fisher",
+                                **AT_INIT)
+    search = GridSearch(base, constraints=DemographicParity(), grid_size=3)
+    search.fit(X, y, sensitive_features=s)
+    importances = [
+        p.importance_["2"] for p in search.predictors_
+        if isinstance(p, FairLowRankFineTuner)
+    ]
+    assert len(importances) >= 2
+    assert not np.allclose(importances[0], importances[1])
+
+
+@FAIRLEARN_ON_PANDAS_3
+@READ_ONLY_WEIGHTS
+def test_neutral_inside_a_reduction_raises_a_clear_error():
+    """Reductions call fit(X, y, sample_weight=w) without groups: say what works."""
+    from fairlearn.reductions import DemographicParity, ExponentiatedGradient
+
+    X, y, s = make_task(n=200)
+    base = FairLowRankFineTuner(mlp_backbone(), rank=1, importance="neutral",
+                                max_epochs=1)
+    mitigator = ExponentiatedGradient(base, constraints=DemographicParity())
+    with pytest.raises(
+        ValueError,
+        match=r"sensitive_features is required when importance='neutral'.*"
+        r"importance='fisher', 'uniform' or rank=None",
+    ):
+        mitigator.fit(X, y, sensitive_features=s)
