@@ -225,14 +225,67 @@ def _meta_lines(label, run):
     return lines
 
 
-def write_report(path=REPORT):
-    before, after, gpu = _load("before.json"), _load("after.json"), _load("gpu.json")
-    if before is None and after is None:
-        raise SystemExit("no results in benchmarks/results/: run the suite first")
-    b_rows, a_rows, g_rows = _rows(before), _rows(after), _rows(gpu)
-    ids = list(dict.fromkeys([*b_rows, *a_rows, *g_rows]))
+#: (title, before file, after file) of each before/after table, in order.
+PAIRS = [
+    ("Results", "before.json", "after.json"),
+    ("Results at the issue's sizes (full mode)", "before_full.json",
+     "after_full.json"),
+]
+
+
+def _pair_table(title, before, after):
+    b_rows, a_rows = _rows(before), _rows(after)
+    ids = list(dict.fromkeys([*b_rows, *a_rows]))
     b_label = f"before ({_commit(before)})" if before else "before"
     a_label = f"after ({_commit(after)})" if after else "after"
+    modes = {r["meta"]["mode"] for r in (before, after) if r}
+    out = [
+        f"## {title}",
+        "",
+        f"Mode: {', '.join(sorted(modes))}. Runs:",
+        "",
+    ]
+    for label, run in ((b_label, before), (a_label, after)):
+        if run is not None:
+            out += _meta_lines(label, run)
+    out += [
+        "",
+        f"| row | target | {b_label}: ours / reference | ratio | "
+        f"{a_label}: ours / reference | ratio | met |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for i in ids:
+        b, a = b_rows.get(i), a_rows.get(i)
+        any_r = a or b
+        bm, br = _cell(b)
+        am, ar = _cell(a)
+        out.append(
+            f"| `{i}`: {any_r['what']} | {any_r['target']} | {bm} | {br} | {am} | "
+            f"{ar} | {_met(a['met']) if a else '-'} |"
+        )
+    out += ["", "Details (sizes, the references' repeats, load):", ""]
+    for i in ids:
+        any_r = a_rows.get(i) or b_rows.get(i)
+        out.append(f"- `{i}` ({any_r['script']})")
+        for label, rows in ((b_label, b_rows), (a_label, a_rows)):
+            r = rows.get(i)
+            if r is not None:
+                load = r["load"][0][0]
+                out.append(f"  - {label}: {r['notes']} (load {load:.2f} at start, "
+                           f"torch threads {r['threads']})")
+    errors = {**{f"{b_label} {k}": v for k, v in _errors(before).items()},
+              **{f"{a_label} {k}": v for k, v in _errors(after).items()}}
+    for k, v in errors.items():
+        last = v.strip().splitlines()[-1] if v.strip() else "?"
+        out.append(f"- failed: {k}: `{last}`")
+    return out
+
+
+def write_report(path=REPORT):
+    runs = [(title, _load(b), _load(a)) for title, b, a in PAIRS]
+    gpu = _load("gpu.json")
+    if not any(b or a for _, b, a in runs):
+        raise SystemExit("no results in benchmarks/results/: run the suite first")
     out = [
         "# Performance",
         "",
@@ -241,44 +294,27 @@ def write_report(path=REPORT):
         "--report-only`; rerun the suite with `python benchmarks/run.py "
         "[--quick]`). Each row is measured side by side with its reference in "
         "the same process; the ratio is the row's figure of merit (what it "
-        "divides is in the row's name). \"met\" is judged on the after run.",
+        "divides is in the row's name). \"met\" is judged on the after run. "
+        "\"before\" is the baseline commit d32b871, run from a git worktree "
+        "with `PYTHONPATH` pointing at it.",
         "",
         "These are wall-clock timings on a shared machine: other processes ran "
         "at the same time (see the load averages), so single figures move by "
         "tens of percent between runs; the references are measured around our "
         "figure to share the same load.",
         "",
-        "## Runs",
-        "",
     ]
-    for label, run in ((b_label, before), (a_label, after),
-                       (f"GPU ({_commit(gpu)})" if gpu else "GPU", gpu)):
-        if run is not None:
-            out += _meta_lines(label, run)
-    out += [
-        "",
-        "## Results",
-        "",
-        f"| row | target | {b_label}: ours / reference | ratio | "
-        f"{a_label}: ours / reference | ratio | met |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for i in ids:
-        b, a = b_rows.get(i), a_rows.get(i)
-        any_r = a or b or g_rows.get(i)
-        bm, br = _cell(b)
-        am, ar = _cell(a)
-        out.append(
-            f"| `{i}`: {any_r['what']} | {any_r['target']} | {bm} | {br} | {am} | "
-            f"{ar} | {_met(a['met']) if a else '-'} |"
-        )
+    for title, before, after in runs:
+        if before or after:
+            out += _pair_table(title, before, after) + [""]
     if gpu is not None:
+        g_rows = _rows(gpu)
         out += [
-            "",
             "## GPU",
             "",
-            f"Same scripts with `--device {gpu['meta']['device']}` "
-            f"({gpu['meta'].get('gpu', '')}).",
+            f"Same scripts with `--device {gpu['meta']['device']}`.",
+            "",
+            *_meta_lines(f"GPU run ({_commit(gpu)})", gpu),
             "",
             "| row | target | ours / reference | ratio | met |",
             "|---|---|---|---|---|",
@@ -287,29 +323,15 @@ def write_report(path=REPORT):
             gm, gr = _cell(g)
             out.append(f"| `{i}`: {g['what']} | {g['target']} | {gm} | {gr} | "
                        f"{_met(g['met'])} |")
-    out += ["", "## Details", ""]
-    for i in ids:
-        any_r = a_rows.get(i) or b_rows.get(i) or g_rows.get(i)
-        out.append(f"- `{i}` ({any_r['script']})")
-        for label, rows in ((b_label, b_rows), (a_label, a_rows),
-                            ("GPU", g_rows)):
-            r = rows.get(i)
-            if r is not None:
-                load = r["load"][0][0]
-                out.append(f"  - {label}: {r['notes']} (load {load:.2f} at start, "
-                           f"torch threads {r['threads']})")
-    errors = {**{f"before {k}": v for k, v in _errors(before).items()},
-              **{f"after {k}": v for k, v in _errors(after).items()},
-              **{f"GPU {k}": v for k, v in _errors(gpu).items()}}
-    if errors:
-        out += ["", "## Scripts that failed", ""]
-        for k, v in errors.items():
+        out += [""] + [f"- `{i}`: {g['notes']}" for i, g in g_rows.items()]
+        for k, v in _errors(gpu).items():
             last = v.strip().splitlines()[-1] if v.strip() else "?"
-            out.append(f"- {k}: `{last}`")
+            out.append(f"- failed: {k}: `{last}`")
+        out.append("")
     notes = RESULTS / "notes.md"
     if notes.exists():
-        out += ["", notes.read_text().strip()]
-    path.write_text("\n".join(out) + "\n")
+        out += [notes.read_text().strip(), ""]
+    path.write_text("\n".join(out))
     print(f"wrote {path}")
 
 
