@@ -18,6 +18,7 @@ and computes gradients and SVDs; skorch trains the head (with its
 ``EarlyStopping``); fairlearn computes the metrics (:mod:`sklearn_winfair.metrics`).
 """
 
+import contextlib
 import copy
 import difflib
 import warnings
@@ -167,6 +168,31 @@ def _float_dtype(module):
         if p.is_floating_point():
             return p.dtype
     return torch.float32
+
+
+#: A head with fewer trainable parameters than this trains on one CPU thread:
+#: its matrix products are too small for more threads to pay their overhead.
+_SMALL_HEAD_PARAMS = 1_000_000
+
+
+def _training_threads(device, features, n_params):
+    """Torch CPU threads for training the head (None: leave them as they are)."""
+    if device.type != "cpu" or features is None or n_params >= _SMALL_HEAD_PARAMS:
+        return None
+    return 1
+
+
+@contextlib.contextmanager
+def _torch_threads(n):
+    """Set torch's intra-op threads to ``n`` for the block, then restore them."""
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _freeze(model):
@@ -811,7 +837,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 load_best=True, sink=lambda *args: None,
             )))
         self.net_ = self._make_net(module, n_classes, train_split, callbacks)
-        self.net_.fit(dataset, None)
+        threads = _training_threads(device, features, self.n_trainable_params_)
+        with _torch_threads(threads):
+            self.net_.fit(dataset, None)
         if features is None:  # keep the trunk out of the net (pickled once)
             self.net_.module_ = HeadModule(new_head)
         self.model_ = _freeze(model)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from conftest import make_task, mlp_backbone, mlp_head_backbone
 from sklearn.base import clone
+from skorch.callbacks import Callback
 from torch import nn
 
 from sklearn_winfair import (
@@ -618,3 +619,25 @@ def test_memory_with_bfloat16_backbone(task, tmp_path):
     clf = FairLowRankFineTuner(backbone, rank=1, memory=str(tmp_path), **FAST)
     clf.fit(X, y, sensitive_features=s)
     assert clf.predict_proba(X).dtype == np.float64
+
+
+def test_fit_restores_torch_threads(task):
+    """A small head trains on one thread; the caller's setting is restored."""
+    X, y, s = task
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    before = torch.get_num_threads()
+    seen = []
+
+    class Record(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            seen.append(torch.get_num_threads())
+
+    FairLowRankFineTuner(mlp_backbone(), rank=1, callbacks=[Record()], **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    try:
+        assert set(seen) == {1}
+        assert torch.get_num_threads() == before == 2
+    finally:
+        torch.set_num_threads(caller)
