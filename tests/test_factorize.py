@@ -71,3 +71,39 @@ def test_bad_arguments(kwargs, match):
     """Shape, non-positive weights and out-of-range rank raise ValueError."""
     with pytest.raises(ValueError, match=match):
         weighted_svd(**kwargs)
+
+
+def _decaying(d, k, seed=0):
+    rng = np.random.RandomState(seed)
+    U, _ = np.linalg.qr(rng.normal(size=(d, k)))
+    V, _ = np.linalg.qr(rng.normal(size=(k, k)))
+    return (U * (0.9 ** np.arange(k))) @ V.T + 1e-3 * rng.normal(size=(d, k))
+
+
+@pytest.mark.parametrize("rank", [4, 16])
+def test_randomized_svd_is_within_one_percent_of_the_full_svd(rank):
+    """method='randomized' loses under 1 % more (weighted) Frobenius error."""
+    from sklearn_winfair._factorize import truncation_error
+
+    W = _decaying(600, 300)
+    ihat = np.random.RandomState(1).uniform(0.5, 2.0, size=600)
+    A, B = weighted_svd(W, ihat, rank, method="full")
+    Ar, Br = weighted_svd(W, ihat, rank, method="randomized")
+    full, fast = truncation_error(W, ihat, A, B), truncation_error(W, ihat, Ar, Br)
+    assert full <= fast <= 1.01 * full
+
+
+def test_auto_picks_the_randomized_svd_only_far_below_full_rank(monkeypatch):
+    """'auto' takes the randomized SVD for rank <= min(d, k) / 10, from 256 up."""
+    import sklearn_winfair._factorize as fz
+
+    calls = []
+    real = fz._lowrank_svd
+    monkeypatch.setattr(fz, "_lowrank_svd", lambda M, r: calls.append(r) or real(M, r))
+    W = _decaying(600, 300)
+    weighted_svd(W, np.ones(600), 30)
+    weighted_svd(W, np.ones(600), 31)  # above a tenth: full SVD
+    weighted_svd(W[:200, :200], np.ones(200), 2)  # small layer: full SVD
+    assert calls == [30]
+    with pytest.raises(ValueError, match="method must be"):
+        weighted_svd(W, np.ones(600), 3, method="fast")

@@ -87,3 +87,49 @@ def test_head_without_linear_is_rejected():
     with pytest.raises(ValueError, match="no nn.Linear"):
         group_row_importance(nn.ReLU(), torch.zeros(2, 2), torch.zeros(2).long(),
                              torch.zeros(2).long(), 1)
+
+
+def test_chain_rule_closed_form_matches_torch_func_on_an_mlp_head():
+    """One batched backward gives every layer's per-sample rows, as vmap does."""
+    from sklearn_winfair._importance import _per_sample_rows_chain
+
+    torch.manual_seed(0)
+    head = nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Dropout(0.3),
+        nn.Linear(8, 5), nn.Tanh(), nn.Linear(5, 3),
+    ).double().eval()
+    with torch.no_grad():  # non-trivial running statistics
+        head[1].running_mean.uniform_(-1, 1)
+        head[1].running_var.uniform_(0.5, 2)
+    x = torch.randn(40, 6, dtype=torch.float64)
+    y = torch.randint(0, 3, (40,))
+    names = ["0", "4", "6"]
+    chain = _per_sample_rows_chain(head, names, x, y)
+    func = _per_sample_rows_func(head, names, x, y)
+    for n in names:
+        torch.testing.assert_close(chain[n], func[n], rtol=1e-10, atol=1e-12)
+
+
+class _SharedTwice(nn.Module):
+    """A head that applies the same Linear twice (not a per-sample outer product)."""
+
+    def __init__(self):
+        super().__init__()
+        self.inner = nn.Linear(4, 4)
+        self.out = nn.Linear(4, 2)
+
+    def forward(self, x):
+        return self.out(torch.relu(self.inner(torch.relu(self.inner(x)))))
+
+
+def test_layer_used_twice_falls_back_to_torch_func():
+    """group_row_importance stays exact when the closed form does not apply."""
+    torch.manual_seed(0)
+    head = _SharedTwice().double()
+    x = torch.randn(30, 4, dtype=torch.float64)
+    y = torch.randint(0, 2, (30,))
+    codes = torch.zeros(30, dtype=torch.long)
+    got = group_row_importance(head, x, y, codes, 1)
+    ref = _per_sample_rows_func(head, ["inner", "out"], x, y)
+    np.testing.assert_allclose(got["inner"][0], ref["inner"].mean(0).numpy())
+    np.testing.assert_allclose(got["out"][0], ref["out"].mean(0).numpy())
