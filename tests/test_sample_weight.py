@@ -404,7 +404,7 @@ def test_sample_weight_routed_through_grid_search_to_fit_and_scorers():
 #: fairlearn 0.15's reductions use pandas idioms that pandas 3 deprecates
 #: (new Series keys set with .at, a float Series set to bools).
 FAIRLEARN_ON_PANDAS_3 = pytest.mark.filterwarnings(
-    "ignore::pandas.errors.Pandas4Warning:fairlearn.*"
+    "ignore::DeprecationWarning:fairlearn.*"
 )
 #: fairlearn passes the weights as a pandas Series; under pandas 3 (copy on
 #: write) _check_sample_weight returns a read-only view of it, and
