@@ -7,13 +7,15 @@ README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
 
 
 def test_readme_usage_example_runs():
-    """Execute the README's python block; it must fit and print the metrics."""
+    """Execute the README's python blocks in order: fit, metrics, merged export."""
     text = README.read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", text, flags=re.S)
-    assert len(blocks) == 1
+    assert len(blocks) == 2
     namespace = {}
-    exec(compile(blocks[0], str(README), "exec"), namespace)  # noqa: S102
+    for block in blocks:
+        exec(compile(block, str(README), "exec"), namespace)  # noqa: S102
     assert namespace["clf"].factorized_layers_ == ["2"]
+    assert type(namespace["merged"][2]).__name__ == "Linear"
 
 
 def test_readme_quick_start_has_exactly_two_commands():
