@@ -23,7 +23,7 @@ GRID = {"rank": [2, 4, 8], "alpha": [0.25, 0.5, 0.75]}
 
 
 def search_on_cluster(n_workers, X, y, s, backbone, base):
-    from distributed import Client, LocalCluster
+    from distributed import Client, LocalCluster, get_task_stream
 
     folder = tempfile.mkdtemp(prefix="winfair-dask-")
     try:
@@ -39,11 +39,14 @@ def search_on_cluster(n_workers, X, y, s, backbone, base):
                     est, GRID, cv=StratifiedKFold(3, shuffle=True, random_state=0),
                     n_jobs=-1, error_score="raise",
                 )
-                with joblib.parallel_config(backend="dask"):
+                with joblib.parallel_config(backend="dask"), \
+                        get_task_stream(client) as stream:
                     t, _ = c.timed(lambda: search.fit(X, y, sensitive_features=s))
     finally:
         shutil.rmtree(folder, ignore_errors=True)
-    return t, search.best_params_, threads
+    compute = sum(ss["stop"] - ss["start"] for task in stream.data
+                  for ss in task["startstops"] if ss["action"] == "compute")
+    return t, search.best_params_, threads, (len(stream.data), compute)
 
 
 def _torch_threads():
@@ -62,9 +65,9 @@ def main(argv=None):
     backbone = c.cnn_backbone()
     base = dict(head="head", rank=4, alpha=0.5, max_epochs=5, batch_size=128,
                 random_state=0, device="cpu")
-    t1, best1, th1 = search_on_cluster(1, X, y, s, backbone, base)
+    t1, best1, th1, st1 = search_on_cluster(1, X, y, s, backbone, base)
     print(f"1 worker: {t1:.1f} s, best {best1}", flush=True)
-    t2, best2, th2 = search_on_cluster(2, X, y, s, backbone, base)
+    t2, best2, th2, st2 = search_on_cluster(2, X, y, s, backbone, base)
     print(f"2 workers: {t2:.1f} s, best {best2}", flush=True)
     ratio = t1 / t2
     rows = [c.make_row(
@@ -75,7 +78,9 @@ def main(argv=None):
         measured_text=f"2 workers {t2:.1f} s", reference_text=f"1 worker {t1:.1f} s",
         notes=(f"N={n}, 5 epochs, memory= shared folder; best params 1 worker "
                f"{best1}, 2 workers {best2}; torch threads in the workers "
-               f"{th1} and {th2}; CPU device only"),
+               f"{th1} and {th2}; tasks and their summed compute time: 1 worker "
+               f"{st1[0]} tasks, {st1[1]:.1f} s; 2 workers {st2[0]} tasks, "
+               f"{st2[1]:.1f} s; CPU device only"),
         params={"n": n, "best_1": best1, "best_2": best2},
     )]
     c.emit(args, rows, "bench_dask.py")
