@@ -819,7 +819,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.n_trainable_params_ = int(sum(p.numel() for p in new_head.parameters()))
 
         # 3. train the new head through skorch
-        extra = {"group": codes_t}
+        # only what get_loss reads travels with each batch
+        extra = {"group": codes_t} if self.fairness_penalty is not None else {}
         if w_t is not None:
             extra["sample_weight"] = w_t.float()
         if features is not None:
