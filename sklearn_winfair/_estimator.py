@@ -517,9 +517,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             ``rank`` is set) and for a ``fairness_penalty``.
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row weights for the training loss (a weighted mean
-            of the per-row cross-entropy), the Fisher importance (a
-            weighted mean within each group) and the linear probe. A weight
-            of 0 drops the row.
+            of the per-row cross-entropy), the fairness penalty's group means,
+            the Fisher importance (a weighted mean within each group) and the
+            linear probe. A weight of 0 drops the row; all zero is an error.
 
         Returns
         -------
@@ -548,11 +548,6 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 sample_weight, np.empty((n, 0)), dtype=np.float64,
                 ensure_non_negative=True,
             )
-            if not weights.sum() > 0:
-                raise ValueError(
-                    "sample_weight sums to zero; at least one row needs a "
-                    "positive weight."
-                )
         codes, n_groups = self._check_groups(sensitive_features, n, y_enc)
         if self.fairness_penalty is not None and n_classes != 2:
             raise ValueError(
@@ -750,7 +745,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         codes_t = torch.from_numpy(
             codes if codes is not None else np.zeros(len(y_enc), dtype=np.int64)
         ).to(device)
-        w_t = None if weights is None else torch.from_numpy(weights).to(device)
+        w_t = None if weights is None else torch.tensor(weights, device=device)
 
         def head_inputs(desc, check=True):
             # late binding: the current `model` and `head` (after a probe)

@@ -406,13 +406,6 @@ def test_sample_weight_routed_through_grid_search_to_fit_and_scorers():
 FAIRLEARN_ON_PANDAS_3 = pytest.mark.filterwarnings(
     "ignore::DeprecationWarning:fairlearn.*"
 )
-#: fairlearn passes the weights as a pandas Series; under pandas 3 (copy on
-#: write) _check_sample_weight returns a read-only view of it, and
-#: torch.from_numpy in fit warns about it (reported to the lead: fit should
-#: copy the validated weights). Remove this filter once fit copies them.
-READ_ONLY_WEIGHTS = pytest.mark.filterwarnings(
-    "ignore:The given NumPy array is not writable:UserWarning"
-)
 REDUCTION_BASES = {
     "TL": dict(rank=None),
     "uniform": dict(rank=1, importance="uniform"),
@@ -433,7 +426,6 @@ def _reduction(kind, base):
 
 
 @FAIRLEARN_ON_PANDAS_3
-@READ_ONLY_WEIGHTS
 @pytest.mark.parametrize("kind", ["ExponentiatedGradient", "GridSearch"])
 @pytest.mark.parametrize("base", list(REDUCTION_BASES))
 def test_fairlearn_reductions_fit_and_predict(kind, base):
@@ -452,7 +444,6 @@ def test_fairlearn_reductions_fit_and_predict(kind, base):
 
 
 @FAIRLEARN_ON_PANDAS_3
-@READ_ONLY_WEIGHTS
 def test_fairlearn_reduction_passes_the_weights():
     """The oracle's weights reach the fit: its importances are the weighted ones."""
     from fairlearn.reductions import DemographicParity, GridSearch
@@ -471,7 +462,6 @@ def test_fairlearn_reduction_passes_the_weights():
 
 
 @FAIRLEARN_ON_PANDAS_3
-@READ_ONLY_WEIGHTS
 def test_neutral_inside_a_reduction_raises_a_clear_error():
     """Reductions call fit(X, y, sample_weight=w) without groups: say what works."""
     from fairlearn.reductions import DemographicParity, ExponentiatedGradient

@@ -107,9 +107,6 @@ for name, params in {
         # fairlearn 0.15 uses pandas idioms that pandas 3 deprecates
         warnings.filterwarnings("ignore", category=DeprecationWarning,
                                 module="fairlearn")
-        # fairlearn passes the weights as a pandas Series, read-only under
-        # pandas 3; torch warns when they become a tensor
-        warnings.filterwarnings("ignore", message="The given NumPy array is not")
         mitigator.fit(X_tr, y_tr, sensitive_features=s_tr)
     y_pred = mitigator.predict(X_te, random_state=0)
     results[name] = paper_metrics(y_te, y_pred, sensitive_features=s_te)
