@@ -704,10 +704,19 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         verbose = self.verbose > 0
 
         def extract(rows):
-            return torch.cat(list(extract_head_inputs(
+            # filled in place: a list of batches and its concatenation would
+            # hold the features twice at the peak
+            out, start = None, 0
+            for f in extract_head_inputs(
                 model, head, rows, batch_size=self.batch_size, device=device,
                 float_dtype=float_dtype, output=self.output, verbose=verbose,
-            )))
+            ):
+                if out is None:
+                    out = torch.empty((len(rows), *f.shape[1:]), dtype=f.dtype,
+                                      device=f.device)
+                out[start : start + len(f)] = f
+                start += len(f)
+            return out
 
         memory = check_memory(self.memory)
         if getattr(memory, "location", None) is None:
