@@ -79,6 +79,9 @@ from .exceptions import HeadClassesWarning, SmallGroupWarning
 
 __all__ = ["FairLowRankFineTuner"]
 
+#: Devices where torch's fused Adam / AdamW kernels run.
+_FUSED = ("cpu", "cuda")
+
 #: A group with fewer rows than this of some class is named in a warning.
 _MIN_ROWS_PER_CLASS = 2
 
@@ -952,6 +955,13 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 f"net_params sets {clash}, which the estimator sets itself; use "
                 f"its own parameter instead: {hints}."
             )
+        net_params = dict(self.net_params or {})
+        fusable = self.optimizer in (torch.optim.Adam, torch.optim.AdamW)
+        user_set = {"optimizer__fused", "optimizer__foreach"} & set(net_params)
+        if fusable and not user_set and torch.device(self.device).type in _FUSED:
+            # one fused kernel per step instead of ~10 small ops per parameter:
+            # the head's step took half the time in our measurements
+            net_params["optimizer__fused"] = True
         callbacks = list(copy.deepcopy(self.callbacks) if self.callbacks else [])
         callbacks += extra_callbacks
         callbacks.append(("stop_on_nonfinite", StopOnNonFiniteLoss()))
@@ -974,7 +984,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             iterator_train__shuffle=True,
             fairness_penalty=self.fairness_penalty,
             penalty_strength=self.penalty_strength,
-            **(self.net_params or {}),
+            **net_params,
         )
 
     # -------------------------------------------------------------- predict

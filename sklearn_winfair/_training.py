@@ -11,6 +11,8 @@ batches sliced from a shuffled index (``torch.randperm``), which is what a
 plain torch loop does.
 """
 
+import math
+
 import torch
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EpochTimer, PassthroughScoring, PrintLog
@@ -190,7 +192,7 @@ class StopOnNonFiniteLoss(Callback):
     """Stop training with a clear error when the loss becomes NaN or inf."""
 
     def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
-        if training and loss is not None and not torch.isfinite(loss).all():
+        if training and loss is not None and not math.isfinite(loss.item()):
             epoch = len(net.history)
             raise TrainingDivergedError(
                 f"The training loss became {loss.item()} in epoch {epoch}. "
