@@ -22,7 +22,7 @@ from torch import nn
 
 from sklearn_winfair import FairLowRankFineTuner
 from sklearn_winfair._factorize import LowRankLinear
-from sklearn_winfair.exceptions import HeadClassesWarning
+from sklearn_winfair.exceptions import HeadClassesWarning, SmallGroupWarning
 
 transformers = pytest.importorskip("transformers")
 
@@ -447,3 +447,15 @@ def test_grid_search_with_memory_extracts_each_row_once(tmp_path):
     # count only the fits' extraction by subtracting the 12 scorings of 50 rows
     n_predict_rows = 4 * 3 * 50
     assert sum(rows) - n_predict_rows == len(X)
+
+
+def test_continuous_sensitive_column_warns_once_naming_the_small_groups():
+    """A continuous column makes one group per value: one warning says so."""
+    X, y, s = make_task()
+    age = np.round(np.random.RandomState(0).uniform(18, 90, size=len(y)), 1)
+    match = r"groups in sensitive_features.*pandas.cut"
+    with pytest.warns(SmallGroupWarning, match=match) as rec:
+        FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+            X, y, sensitive_features=age
+        )
+    assert len([w for w in rec if w.category is SmallGroupWarning]) == 1
