@@ -7,16 +7,18 @@ neutralized Fisher importance, and fine-tune only that, through skorch.
 The estimator and the building blocks of the method live at the root; the
 public subpackages group the rest as scikit-learn and fairlearn do:
 :mod:`sklearn_winfair.metrics`, :mod:`sklearn_winfair.model_selection`,
-:mod:`sklearn_winfair.penalties` and :mod:`sklearn_winfair.datasets`. The names
+:mod:`sklearn_winfair.penalties`, :mod:`sklearn_winfair.preprocessing` and
+:mod:`sklearn_winfair.datasets`; errors and warnings are in
+:mod:`sklearn_winfair.exceptions`. The names
 of the metrics, the refit rule and the penalties are also importable from the
 root.
 """
 
-from . import datasets, metrics, model_selection, penalties
+from . import datasets, metrics, model_selection, penalties, preprocessing
 from ._estimator import FairLowRankFineTuner
 from ._factorize import LowRankLinear, weighted_svd
 from ._importance import group_row_importance, neutral_importance
-from .exceptions import TrainingDivergedError
+from .exceptions import HeadClassesWarning, SmallGroupWarning, TrainingDivergedError
 from .metrics import (
     demographic_parity_gap,
     equalized_odds_gap,
@@ -43,6 +45,7 @@ __all__ = [
     "metrics",
     "model_selection",
     "penalties",
+    "preprocessing",
     # metrics (sklearn_winfair.metrics)
     "weighted_f1_error",
     "demographic_parity_gap",
@@ -56,6 +59,8 @@ __all__ = [
     "demographic_parity_penalty",
     "equalized_odds_penalty",
     # errors and warnings
+    "HeadClassesWarning",
+    "SmallGroupWarning",
     "TrainingDivergedError",
     "__version__",
 ]
