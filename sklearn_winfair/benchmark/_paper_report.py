@@ -558,8 +558,7 @@ def write_paper_reports(runs, settings, out, artifacts, wall, *, plots=True):
             " s) on the pre-training images and frozen; each seed draws new "
             "new-task images, extracts their 32-d features once and every "
             "method fine-tunes on those. Cut for time: whole-network "
-            "retraining, AdversarialFairnessClassifier, OURS+DP/EO, the rank "
-            "sweep in full mode, and 5 seeds instead of 10.",
+            "retraining, AdversarialFairnessClassifier and OURS+DP/EO.",
         ]
     lines += ["\n## Findings\n"]
     if paper:

@@ -79,7 +79,7 @@ class Settings:
         Learning rate of the backbones' pre-training (``adult``, ``images``).
     ours_b : bool
         Also run our extras in ``adult``: the one-hot 64-10-2 configuration
-        and OURS+DP/EO (off in full mode, for time).
+        and OURS+DP/EO (off in quick mode, for time).
     n_images : tuple of 4 int or None
         Pre-training, train, validation and test images (``images``).
     pretrain_batch_size : int or None
@@ -119,9 +119,9 @@ class Settings:
         base = {
             "adult": dict(pretrain_epochs=5, batch_size=256, seeds=3,
                           grid=Grid((1e-3, 1e-2), (2, 5)), ours_b=False)
-            if quick else dict(pretrain_epochs=6, batch_size=256, seeds=10,
+            if quick else dict(pretrain_epochs=10, batch_size=256, seeds=10,
                                grid=Grid((1e-3, 1e-2), (2, 5, 10)),
-                               ours_b=False),
+                               ours_b=True),
             "adult-age-shift": dict(epochs=5, pretrain_epochs=5, batch_size=512,
                                     seeds=3)
             if quick else dict(epochs=20, pretrain_epochs=10, batch_size=256,
@@ -135,10 +135,10 @@ class Settings:
                            n_images=(3000, 3000, 600, 1200),
                            grid=Grid((1e-3, 1e-2), (2, 5)), ranks_b=(),
                            main_rank=4)
-            if quick else dict(seeds=5, pretrain_epochs=4, pretrain_lr=3e-3,
+            if quick else dict(seeds=10, pretrain_epochs=5, pretrain_lr=3e-3,
                                batch_size=512, pretrain_batch_size=128,
-                               grid=Grid((1e-3, 1e-2), (2, 5, 10)), ranks_b=(),
-                               main_rank=4),
+                               grid=Grid((1e-3, 1e-2), (2, 5, 10)),
+                               ranks_b=(1, 8), main_rank=4),
         }[dataset]
         base.update({k: v for k, v in overrides.items() if v is not None})
         return cls(dataset=dataset, quick=quick, **base)
