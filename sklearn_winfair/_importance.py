@@ -162,6 +162,18 @@ def group_row_importance(head, features, y, codes, n_groups, *, batch_size=1024,
     backward, in closed form by the chain rule; any other head uses
     :func:`torch.func.vmap` of :func:`torch.func.grad`. All give the same
     numbers (tests prove it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_winfair import group_row_importance
+    >>> head = torch.nn.Linear(3, 2)
+    >>> x = torch.randn(10, 3)
+    >>> y = torch.tensor([0, 1] * 5)
+    >>> codes = torch.tensor([0] * 6 + [1] * 4)  # two groups
+    >>> rows = group_row_importance(head, x, y, codes, n_groups=2)
+    >>> rows[""].shape  # one row of I_s per group, one entry per input feature
+    (2, 3)
     """
     names = linear_layer_names(head)
     if not names:

@@ -12,6 +12,21 @@ class TrainingDivergedError(FloatingPointError):
 
     Subclasses :class:`FloatingPointError`. The usual cures are a smaller
     ``lr`` or a smaller ``penalty_strength``.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn_winfair import FairLowRankFineTuner
+    >>> from sklearn_winfair.exceptions import TrainingDivergedError
+    >>> backbone = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> with torch.no_grad():
+    ...     _ = backbone[0].weight.fill_(3e38)  # logits overflow to inf
+    >>> X = np.ones((8, 2), dtype="float32"); y = np.arange(8) % 2
+    >>> try:
+    ...     FairLowRankFineTuner(backbone, rank=None).fit(X, y)
+    ... except TrainingDivergedError as exc:
+    ...     print(type(exc).__name__)
+    TrainingDivergedError
     """
 
 
@@ -21,6 +36,23 @@ class HeadClassesWarning(UserWarning):
     Column ``j`` of the head's output is taken to mean the ``j``-th sorted
     label of ``y``. Pass ``head_classes=[...]`` (the label of each column,
     in column order) to say otherwise, or to silence the warning.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np, torch
+    >>> from sklearn_winfair import FairLowRankFineTuner
+    >>> from sklearn_winfair.exceptions import HeadClassesWarning
+    >>> X = np.random.RandomState(0).normal(size=(20, 3)).astype("float32")
+    >>> y = np.array(["no", "yes"] * 10)
+    >>> head = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = FairLowRankFineTuner(head, rank=None, max_epochs=1).fit(X, y)
+    >>> [w.category.__name__ for w in caught]
+    ['HeadClassesWarning']
+    >>> clf = FairLowRankFineTuner(head, rank=None, max_epochs=1,
+    ...                            head_classes=["no", "yes"]).fit(X, y)
     """
 
 
@@ -30,4 +62,20 @@ class SmallGroupWarning(UserWarning):
     Their empirical Fisher importance, and any fairness penalty, rest on a
     handful of rows. A continuous column passed as ``sensitive_features``
     (one group per distinct value) is the usual cause: bin it first.
+
+    Examples
+    --------
+    >>> import warnings
+    >>> import numpy as np, torch
+    >>> from sklearn_winfair import FairLowRankFineTuner
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.normal(size=(40, 3)).astype("float32"); y = np.arange(40) % 2
+    >>> age = rng.uniform(18, 90, size=40)  # continuous: one group per row
+    >>> head = torch.nn.Sequential(torch.nn.Linear(3, 2))
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = FairLowRankFineTuner(head, max_epochs=1).fit(
+    ...         X, y, sensitive_features=age)
+    >>> [w.category.__name__ for w in caught]
+    ['SmallGroupWarning']
     """
