@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+import transformers
 from conftest import DropoutClassifierNet, TinyResNet, make_task, mlp_backbone
 from sklearn.model_selection import GridSearchCV
 from skorch.helper import SliceDict
@@ -23,8 +24,6 @@ from torch import nn
 from sklearn_winfair import FairLowRankFineTuner
 from sklearn_winfair._factorize import LowRankLinear
 from sklearn_winfair.exceptions import HeadClassesWarning, SmallGroupWarning
-
-transformers = pytest.importorskip("transformers")
 
 FAST = dict(max_epochs=3, batch_size=32, random_state=0)
 
