@@ -166,7 +166,7 @@ def _replace_submodule(model, name, new):
 
 
 def _float_dtype(module):
-    """The floating dtype of ``module``'s parameters (float32 if none)."""
+    """Return the floating dtype of ``module``'s parameters (float32 if none)."""
     for p in module.parameters():
         if p.is_floating_point():
             return p.dtype
@@ -614,7 +614,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         is_range = self.classes_.dtype.kind in "iu" and np.array_equal(
             self.classes_, np.arange(k)
         )
-        if self.head_init == "pretrained" and self.head_classes is None and not is_range:
+        implicit = self.head_init == "pretrained" and self.head_classes is None
+        if implicit and not is_range:
             warnings.warn(
                 f"The pre-trained head's output column j is taken to mean the "
                 f"j-th sorted label of y: {self.classes_.tolist()[:10]}. If the "
@@ -699,7 +700,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         return check_group_weights(None, self.groups_)
 
     def _forward_logits(self, model, batch):
-        """The logits of ``model`` on one batch (keyword arguments for dicts)."""
+        """Return the logits of ``model`` on one batch (kwargs for a dict)."""
         return find_logits(call_backbone(model, batch), self.output)
 
     def _features(self, model, head, data, device, float_dtype):

@@ -154,7 +154,7 @@ def backbone_fingerprint(backbone, *parts):
 
 
 def row_keys(data):
-    """A 16-byte content hash of every row of ``data`` (an ``InputData``).
+    """Return a 16-byte content hash of every row of ``data`` (an ``InputData``).
 
     Parameters
     ----------

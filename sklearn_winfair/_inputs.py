@@ -39,7 +39,7 @@ def _is_float_dtype(dtype):
 
 
 def _as_tensor(arr):
-    """A CPU tensor that shares memory with ``arr`` (read-only arrays too).
+    """Return a CPU tensor sharing memory with ``arr`` (read-only arrays too).
 
     torch warns that a read-only array is not writable; nothing here writes
     to it (every batch is copied before the backbone sees it).
@@ -105,7 +105,7 @@ class InputData:
         return isinstance(self.data, dict)
 
     def tensors(self):
-        """The tensors, as ``(name, tensor)`` pairs (name ``"X"`` for one)."""
+        """Return the tensors as ``(name, tensor)`` pairs (``"X"`` for one)."""
         if self.is_mapping:
             return [(f"X[{k!r}]", v) for k, v in self.data.items()]
         return [("X", self.data)]
@@ -115,7 +115,8 @@ class InputData:
 
     def _cast(self, t, device, float_dtype):
         """Copy ``t`` to ``device``; floats become ``float_dtype`` on the way."""
-        if t.dtype == torch.bool or (float_dtype is not None and _is_float_dtype(t.dtype)):
+        is_float = float_dtype is not None and _is_float_dtype(t.dtype)
+        if t.dtype == torch.bool or is_float:
             return t.to(device=device, dtype=float_dtype or torch.float32, copy=True)
         return t.to(device=device, copy=True)
 

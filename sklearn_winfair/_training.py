@@ -63,7 +63,7 @@ class TensorBatches(Dataset):
         return self.batch(torch.as_tensor([i]))
 
     def batch(self, idx):
-        """The batch of rows ``idx`` (a 1-d long tensor), as skorch expects."""
+        """Return the batch of rows ``idx`` (a 1-d long tensor), as skorch expects."""
         # index_select is several times cheaper than advanced indexing per call
         on = self.y.device
         idx_on = idx.to(on)

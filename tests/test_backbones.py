@@ -356,7 +356,7 @@ def test_pickled_estimator_stores_the_trunk_once(task):
 
 # --------------------------------------------------------------- label order
 def test_head_classes_maps_columns_to_labels():
-    """A 10-class head trained on "zero".."nine" keeps its accuracy with head_classes."""
+    """A 10-class head for "zero".."nine" keeps its accuracy with head_classes."""
     names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight",
              "nine"]
     rng = np.random.RandomState(0)
@@ -377,7 +377,8 @@ def test_head_classes_maps_columns_to_labels():
         wrong = FairLowRankFineTuner(nn.Sequential(head), rank=None, lr=1e-6,
                                      max_epochs=1, random_state=0).fit(X, labels)
     assert wrong.score(X, labels) < 0.5
-    with pytest.raises(ValueError, match=r"labels \['ten'\] that are not in head_classes"):
+    match = r"labels \['ten'\] that are not in head_classes"
+    with pytest.raises(ValueError, match=match):
         FairLowRankFineTuner(nn.Sequential(head), head_classes=names, rank=None).fit(
             X, np.r_[labels[:-1], ["ten"]]
         )
