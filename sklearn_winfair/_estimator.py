@@ -310,7 +310,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         content, so every fit of a ``GridSearchCV`` (any parameter, every
         fold and the refit) runs the backbone once per distinct row. Shared
         safely by processes and Dask workers that see the same folder.
-        ``None`` caches within a fit only.
+        Used with ``cache_features=True``; ``None`` caches within a fit only.
     device : str or torch.device, default="cpu"
         Torch device for the backbone and the head; checked at the start of
         ``fit``.
