@@ -642,11 +642,14 @@ def _plots_paper(runs, settings, out, artifacts, config, paper):
 
 #: Provenance notes of results folders that were not written by this code.
 INDEX_NOTES = {
+    "adult": ("`winfair-bench adult`: the paper's setting, its published "
+              "numbers beside ours (Tables 2-4, Figs. 4-5)."),
     "adult_age_shift": (
         "`winfair-bench adult-age-shift` (ours: age covariate shift, one-hot "
-        "64-10-2 MLP). Written by the harness of commit d32b871 (then named "
-        "`winfair-bench adult`) and not re-run since; the paper's numbers "
-        "were not at hand then, hence its 'n/a' columns."),
+        "64-10-2 MLP, rank sweeps where truncation bites); no published "
+        "counterpart, hence its 'n/a' paper cells."),
+    "images": ("`winfair-bench images`: the CONSTRUCTED shapes task with a "
+               "small ResNet, a stand-in for CelebA / LFW+a."),
     "german": (
         "`winfair-bench german` (ours). Written by the harness of commit "
         "d32b871 and not re-run since."),
@@ -685,7 +688,7 @@ def results_index(root):
             f"[`{folder.name}/`]({folder.name}/summary.md)", f"`{title}`",
             mode.group(1) if mode else "?",
             f"{float(wall.group(1)):,.0f} s" if wall else "?",
-            commit.group(1)[:7] if commit else "d32b871 or earlier",
+            commit.group(1)[:7] if commit else "d32b871 (not recorded)",
             INDEX_NOTES.get(folder.name, "")])
     return ("# Benchmark results\n\nWritten by `winfair-bench` "
             "(`sklearn_winfair/benchmark/`); every file here, this index "

@@ -312,6 +312,12 @@ def findings(runs, settings):
     return " ".join(out)
 
 
+def _commit():
+    from ._paper_report import git_commit
+
+    return git_commit()
+
+
 def _settings_block(settings, artifacts, wall):
     desc = artifacts.get("descriptions", {})
     lines = [
@@ -319,7 +325,7 @@ def _settings_block(settings, artifacts, wall):
         f"{settings.seeds}; fine-tuning epochs: {settings.epochs}; "
         f"pre-training epochs: {settings.pretrain_epochs}; batch size: "
         f"{settings.batch_size}; lr: {settings.lr} (whole-model retrain "
-        f"lr/10); wall time: {wall:.1f} s",
+        f"lr/10); wall time: {wall:.1f} s; code: commit {_commit()}",
         f"- backbone: {desc.get('architecture', 'n/a')}",
         f"- rows (seed 0): {desc.get('sizes', 'n/a')}",
     ]
