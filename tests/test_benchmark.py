@@ -50,7 +50,7 @@ def test_adult_paper_tiny(tmp_path):
     assert set(tuned["lr"]) <= set(TINY_GRID.lrs)
     assert set(tuned["epochs"].astype(int)) <= set(TINY_GRID.epochs)
     table3 = (tmp_path / "table3.md").read_text(encoding="utf-8")
-    assert "15.83 ± 0.34 (-0.34)" in table3  # the paper's OURS Err beside ours
+    assert "15.829 ± 0.340 (-0.336)" in table3  # the paper's OURS Err
     assert "| 46 | 46 |" in table3 and "| 742 | 742 |" in table3
     assert {"MLP-3", "MLP-4", "MLP-5"} <= set(
         runs.loc[runs["experiment"] == "table4", "config"])
@@ -82,6 +82,13 @@ def test_adult_age_shift_tiny(tmp_path):
     assert params["Retrain+DP whole λ=0.5"] > params["Retrain+DP head λ=0.5"]
 
 
+# Tiny German subsamples hold a handful of women with bad credit: the
+# estimator rightly warns that their Fisher importance rests on few rows.
+_SMALL_GERMAN = pytest.mark.filterwarnings(
+    "ignore::sklearn_winfair.exceptions.SmallGroupWarning")
+
+
+@_SMALL_GERMAN
 def test_german_tiny(tmp_path):
     run_benchmark("german", out=tmp_path, n_rows=400, plots=False, ranks_b=(2,),
                   **TINY)
@@ -110,6 +117,7 @@ def test_images_tiny(tmp_path):
     assert int(ours["n_params"].iloc[0]) == 288 + 70
 
 
+@_SMALL_GERMAN
 def test_cli_runs_and_prints_tables(tmp_path, capsys):
     status = main(["german", "--seeds", "1", "--epochs", "1", "--n-rows", "300",
                    "--methods", "TL,OURS", "--out", str(tmp_path), "--no-plots",
@@ -120,6 +128,7 @@ def test_cli_runs_and_prints_tables(tmp_path, capsys):
     assert (tmp_path / "german.md").is_file()
 
 
+@_SMALL_GERMAN
 def test_methods_filter(tmp_path):
     result = run_benchmark("german", out=tmp_path, n_rows=400, plots=False,
                            methods="TL,OURS", ranks_b=(2,), **TINY)

@@ -128,7 +128,7 @@ def table3(runs, config):
     if pre is not None:
         cells = ["Pretrained (no FT)", "—"]
         for col, _, d in _METRICS:
-            cells += [_ours(pre, col, d), _paper(PAPER_PRETRAINED[col], d),
+            cells += [_ours(pre, col, d), _paper(PAPER_PRETRAINED[col], 3),
                       _inside(pre, col, PAPER_PRETRAINED[col])]
         rows.append(cells + [0, "—", "—"])
     for (method, lam), paper in PAPER_TABLE3.items():
@@ -140,7 +140,7 @@ def table3(runs, config):
         for col, _, d in _METRICS:
             ours_ref = getattr(pre, col + "_mean") if pre is not None else None
             cells += [_ours(r, col, d, ours_ref),
-                      _paper(paper[col], d, PAPER_PRETRAINED[col][0]),
+                      _paper(paper[col], 3, PAPER_PRETRAINED[col][0]),
                       _inside(r, col, paper[col])]
             checks.append((name, col, getattr(r, col + "_mean"),
                            getattr(r, col + "_std"), paper[col][0]))
