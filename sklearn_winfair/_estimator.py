@@ -703,7 +703,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         """Return the logits of ``model`` on one batch (kwargs for a dict)."""
         return find_logits(call_backbone(model, batch), self.output)
 
-    def _features(self, model, head, data, device, float_dtype):
+    def _features(self, model, head, data, device, float_dtype, check=True):
         """Frozen features of every row: extracted, or from the feature store."""
         verbose = self.verbose > 0
 
@@ -714,6 +714,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             for f in extract_head_inputs(
                 model, head, rows, batch_size=self.batch_size, device=device,
                 float_dtype=float_dtype, output=self.output, verbose=verbose,
+                check_output=check,
             ):
                 if out is None:
                     out = torch.empty((len(rows), *f.shape[1:]), dtype=f.dtype,
@@ -722,11 +723,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 start += len(f)
             return out
 
-        memory = check_memory(self.memory)
-        if getattr(memory, "location", None) is None:
+        if self._feature_key is None:
             return extract(data)
-        key = backbone_fingerprint(self.backbone, self.head_name_)
-        store = FeatureStore(memory.location, key)
+        store = FeatureStore(check_memory(self.memory).location, self._feature_key)
         keys = row_keys(data)
         stored, found = store.lookup(keys)
         missing = np.flatnonzero(~found)
@@ -769,7 +768,11 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             )
 
         features = None
+        self._feature_key = None
         if self.cache_features:
+            memory = check_memory(self.memory)
+            if getattr(memory, "location", None) is not None:
+                self._feature_key = backbone_fingerprint(self.backbone, self.head_name_)
             features = self._features(model, head, data, device, float_dtype)
 
         # 1. the head to decompose, in float32: pre-trained, or a probe's
@@ -996,6 +999,16 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         device = torch.device(self.device)
         float_dtype = _float_dtype(self.model_)
         self.model_.eval()
+        if getattr(self, "_feature_key", None) is not None:
+            # the feature store knows the trunk's output for rows it has seen
+            # (a grid search's validation folds): run only the head on them
+            head = self.model_.get_submodule(self.head_name_)
+            features = self._features(self.model_, head, data, device, float_dtype,
+                                      check=False)
+            return torch.cat([
+                head(features[i : i + self.batch_size]).double()
+                for i in range(0, len(features), self.batch_size)
+            ])
         out = [
             self._forward_logits(
                 self.model_, data.batch(i, i + self.batch_size, device, float_dtype)
