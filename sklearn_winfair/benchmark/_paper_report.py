@@ -646,8 +646,10 @@ INDEX_NOTES = {
               "numbers beside ours (Tables 2-4, Figs. 4-5)."),
     "adult_age_shift": (
         "`winfair-bench adult-age-shift` (ours: age covariate shift, one-hot "
-        "64-10-2 MLP, rank sweeps where truncation bites); no published "
-        "counterpart, hence its 'n/a' paper cells."),
+        "64-10-2 MLP, rank sweeps where truncation bites). Written by the "
+        "harness of commit d32b871, when this scenario was `winfair-bench "
+        "adult`, and kept as it was; no published counterpart, hence its "
+        "'n/a' paper cells."),
     "images": ("`winfair-bench images`: the CONSTRUCTED shapes task with a "
                "small ResNet, a stand-in for CelebA / LFW+a."),
     "german": (
