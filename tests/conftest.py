@@ -102,8 +102,8 @@ class TinyResNet(nn.Module):
         self.fc = nn.Linear(width, n_classes)
 
     def forward(self, x):
-        if x.dtype == torch.uint8:
-            x = x.float() / 255.0
+        if x.dtype == torch.uint8:  # to the model's own dtype (fp16 / bf16 too)
+            x = x.to(self.stem[0].weight.dtype) / 255.0
         return self.fc(torch.flatten(self.pool(self.layer1(self.stem(x))), 1))
 
 
