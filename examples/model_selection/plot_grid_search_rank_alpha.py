@@ -11,8 +11,9 @@ and on the demographic-parity gap
 the fairest candidate among those within one accuracy point of the best
 (:func:`~sklearn_winfair.model_selection.fairest_within_tolerance`).
 
-``memory=`` caches the frozen features, so every candidate of a fold reuses the
-features extracted for the first one.
+``memory=`` keeps a feature store keyed by each row's content, so the whole
+search (every candidate, every fold and the refit) runs the frozen backbone
+once per distinct row.
 """
 
 # %%
