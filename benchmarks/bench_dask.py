@@ -32,6 +32,7 @@ def search_on_cluster(n_workers, X, y, s, backbone, base):
                 Client(cluster) as client:
             # workers up, with torch and the package imported (not timed)
             threads = sorted(set(client.run(_torch_threads).values()))
+            client.get_task_stream()  # registers the scheduler's task stream
             with sklearn.config_context(enable_metadata_routing=True):
                 est = c.estimator(backbone, **base, memory=folder)
                 est.set_fit_request(sensitive_features=True)

@@ -222,14 +222,19 @@ def _meta_lines(label, run):
         f"  - load average (1 min) at the start of each script: {load_1min}; "
         f"whole run {run.get('wall_s', 0):.0f} s",
     ]
+    for r in run.get("reruns", []):
+        lines.append(f"  - rerun {r['date']} of {', '.join(r['scripts'])} "
+                     f"(code `{(r['code'] or 'unknown')[:7]}`), replacing "
+                     "those rows")
     return lines
 
 
 #: (title, before file, after file) of each before/after table, in order.
 PAIRS = [
-    ("Results", "before.json", "after.json"),
     ("Results at the issue's sizes (full mode)", "before_full.json",
      "after_full.json"),
+    ("Quick mode (smaller N, fewer epochs where stated)", "before.json",
+     "after.json"),
 ]
 
 
@@ -360,6 +365,9 @@ def main(argv=None):
         if args.only and out.exists():  # merge into an earlier run
             old = json.loads(out.read_text())
             old["results"].update(results)
+            old.setdefault("reruns", []).append(
+                {"date": meta["date"], "scripts": sorted(results),
+                 "code": meta["code"]["commit"]})
             run = old
         out.write_text(json.dumps(run, indent=1) + "\n")
         print(f"wrote {out}")
