@@ -198,8 +198,10 @@ def _cell(r):
 def _commit(run):
     code = run["meta"]["code"]
     c = (code["commit"] or "unknown")[:7]
-    return c + (" + uncommitted changes" if code["uncommitted_changes_in_package"]
-                else "")
+    c += " + uncommitted changes" if code["uncommitted_changes_in_package"] else ""
+    later = [(r["code"] or "unknown")[:7] for r in run.get("reruns", [])]
+    later = [x for x in dict.fromkeys(later) if x != c]
+    return c + (f", reruns at {', '.join(later)}" if later else "")
 
 
 def _meta_lines(label, run):
