@@ -217,7 +217,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     so that no group's importance dominates (Zhang & Zhou, 2024). Only the
     new layers are trained, through skorch; everything else stays frozen.
 
-    Read more in the README's "The method in brief".
+    Read more in the :ref:`User Guide <method>` and, for backbones and input
+    formats, :ref:`backbones`.
 
     Parameters
     ----------
