@@ -15,6 +15,7 @@ locks.
 import hashlib
 import os
 import uuid
+from collections import OrderedDict
 from pathlib import Path
 
 import joblib
@@ -186,6 +187,29 @@ def row_keys(data):
     return keys
 
 
+#: Shards read in this process, by path: a shard never changes once written, so
+#: the fits of a search (and the scoring of each fold) read each file once.
+_SHARD_CACHE = OrderedDict()
+#: Bytes of features the cache may hold before it forgets the oldest shards.
+_SHARD_CACHE_BYTES = 512 * 2**20
+
+
+def _load_shard(path):
+    """Return ``(pandas.Index of row keys, features)`` of a shard, cached."""
+    key = str(path)
+    if key in _SHARD_CACHE:
+        _SHARD_CACHE.move_to_end(key)
+        return _SHARD_CACHE[key]
+    with np.load(path) as f:
+        entry = (pd.Index(f["keys"]), f["features"])
+    _SHARD_CACHE[key] = entry
+    while len(_SHARD_CACHE) > 1 and sum(
+        v[1].nbytes for v in _SHARD_CACHE.values()
+    ) > _SHARD_CACHE_BYTES:
+        _SHARD_CACHE.popitem(last=False)
+    return entry
+
+
 class FeatureStore:
     """Features of rows, keyed by row content, in one folder per backbone.
 
@@ -221,9 +245,8 @@ class FeatureStore:
         found = np.zeros(len(keys), dtype=bool)
         features = None
         for shard in self._shards():
-            with np.load(shard) as f:
-                stored_keys, stored = f["keys"], f["features"]
-            where = pd.Index(stored_keys).get_indexer(keys)
+            index, stored = _load_shard(shard)
+            where = index.get_indexer(keys)
             hit = (where >= 0) & ~found
             if not hit.any():
                 continue
