@@ -229,6 +229,69 @@ def _expgrad(constraint_name):
     return fit
 
 
+#: Bases of the reductions over the fine-tuner. OURS (importance="neutral")
+#: needs the groups in fit, which fairlearn's reductions do not pass to the
+#: estimator (fit(X, y, sample_weight=w)), so FWSVD, the same low-rank head
+#: with the pooled Fisher, stands in for it there.
+_REDUCTION_BASES = {"TL": {"rank": None}, "FWSVD": {"importance": "fisher"}}
+
+
+def _tuner_reduction(kind, constraint_name, base, rank):
+    def fit(ctx):
+        from fairlearn.reductions import (
+            DemographicParity,
+            EqualizedOdds,
+            ExponentiatedGradient,
+            GridSearch,
+        )
+
+        constraint = {"DP": DemographicParity, "EO": EqualizedOdds}[constraint_name]
+        params = dict(_REDUCTION_BASES[base])
+        params.setdefault("rank", rank)
+        tuner = FairLowRankFineTuner(
+            backbone=ctx.backbone, head=LINEAR_HEAD, max_epochs=ctx.epochs,
+            lr=ctx.lr, batch_size=ctx.batch_size, random_state=ctx.seed, **params,
+        )
+        if kind == "ExpGrad":
+            est = ExponentiatedGradient(tuner, constraints=constraint(),
+                                        max_iter=ctx.expgrad_max_iter)
+        else:
+            est = GridSearch(tuner, constraints=constraint())
+        train = ctx.task.train
+        with _quiet_peers():
+            _, seconds = _timed(lambda: est.fit(train.X, train.y,
+                                                sensitive_features=train.s))
+            if kind == "ExpGrad":
+                y_pred = est.predict(ctx.task.test.X, random_state=ctx.seed)
+                fitted = [p for p, w in zip(est.predictors_, est.weights_,
+                                            strict=True) if w > 0]
+            else:
+                y_pred = est.predict(ctx.task.test.X)
+                fitted = [est.predictors_[est.best_idx_]]
+        n = sum(p.n_trainable_params_ for p in fitted)
+        return FitResult(np.asarray(y_pred).astype(int), n, seconds, est)
+    return fit
+
+
+def _reweighed(rank):
+    def fit(ctx):
+        from ..preprocessing import reweighing_weights
+
+        train = ctx.task.train
+        est = FairLowRankFineTuner(
+            backbone=ctx.backbone, head=LINEAR_HEAD, max_epochs=ctx.epochs,
+            lr=ctx.lr, batch_size=ctx.batch_size, random_state=ctx.seed,
+            rank=rank, importance="neutral",
+        )
+        w = reweighing_weights(train.y, sensitive_features=train.s)
+        _, seconds = _timed(lambda: est.fit(train.X, train.y,
+                                            sensitive_features=train.s,
+                                            sample_weight=w))
+        return FitResult(est.predict(ctx.task.test.X), est.n_trainable_params_,
+                         seconds, est)
+    return fit
+
+
 def _threshold(base_name, constraint):
     def fit(ctx):
         from fairlearn.postprocessing import ThresholdOptimizer
@@ -319,6 +382,18 @@ def main_methods(strengths=PENALTY_STRENGTHS, rank=1):
             f"ExpGrad {c}", "in-processing", _expgrad(c),
             "fairlearn ExponentiatedGradient(LogisticRegression) on the "
             "frozen penultimate features"))
+    for kind in ("ExpGrad", "GridSearch"):
+        for c in ("DP", "EO"):
+            for base in _REDUCTION_BASES:
+                methods.append(Method(
+                    f"{kind} {c} ({base})", "in-processing",
+                    _tuner_reduction(kind, c, base, rank),
+                    f"fairlearn {kind} over FairLowRankFineTuner ({base}; OURS "
+                    "needs groups in fit, which reductions do not pass)"))
+    methods.append(Method(
+        "Reweighing + OURS", "pre-processing", _reweighed(rank),
+        "OURS fitted with Kamiran-Calders weights "
+        "(sklearn_winfair.preprocessing.reweighing_weights)"))
     for base in ("TL", "OURS"):
         for c_label, c in (("DP", "demographic_parity"), ("EO", "equalized_odds")):
             methods.append(Method(

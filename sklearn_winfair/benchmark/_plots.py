@@ -28,7 +28,8 @@ def _finish(plt, fig, path, title):
     plt.close(fig)
 
 FAMILY_COLOURS = {"reference": "0.45", "fine-tuning": "C0",
-                  "in-processing": "C1", "post-processing": "C2"}
+                  "in-processing": "C1", "post-processing": "C2",
+                  "pre-processing": "C4"}
 
 
 def _clip_limits(values, pad=0.06):
@@ -124,7 +125,8 @@ def plot_pareto(summary, path, title, paper_points=None):
     import textwrap
 
     note = ("colour = family (blue fine-tuning, orange in-processing, green "
-            "post-processing, grey reference); star = OURS")
+            "post-processing, purple pre-processing, grey reference); "
+            "star = OURS")
     if paper_points:
         note += "; open diamonds = the paper's published points (Table 3)"
     if clipped:
