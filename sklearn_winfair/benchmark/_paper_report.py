@@ -653,8 +653,9 @@ INDEX_NOTES = {
     "images": ("`winfair-bench images`: the CONSTRUCTED shapes task with a "
                "small ResNet, a stand-in for CelebA / LFW+a."),
     "german": (
-        "`winfair-bench german` (ours). Written by the harness of commit "
-        "d32b871 and not re-run since."),
+        "`winfair-bench german` (ours; about 180 training rows, so seed noise "
+        "dominates), with fairlearn's reductions over the fine-tuner and "
+        "reweighing + OURS."),
 }
 
 
