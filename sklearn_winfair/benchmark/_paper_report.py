@@ -648,8 +648,9 @@ INDEX_NOTES = {
         "`winfair-bench adult-age-shift` (ours: age covariate shift, one-hot "
         "64-10-2 MLP, rank sweeps where truncation bites). Written by the "
         "harness of commit d32b871, when this scenario was `winfair-bench "
-        "adult`, and kept as it was; no published counterpart, hence its "
-        "'n/a' paper cells."),
+        "adult`, and kept as it was (its pareto.png redrawn from the same "
+        "runs.csv by the current plotting code); no published counterpart, "
+        "hence its 'n/a' paper cells."),
     "images": ("`winfair-bench images`: the CONSTRUCTED shapes task with a "
                "small ResNet, a stand-in for CelebA / LFW+a."),
     "german": (
