@@ -20,7 +20,7 @@ from ._paper import (
     PAPER_TABLE3,
     PAPER_TABLE4,
 )
-from ._report import METRIC_NOTE, markdown_table, summarize
+from ._report import METRIC_NOTE, artifact_plots, markdown_table, summarize
 
 __all__ = ["inside_2std", "pareto_front", "paper_tables", "images_tables",
            "hyperparameter_table", "reproduction_findings"]
@@ -621,23 +621,9 @@ def _plots_paper(runs, settings, out, artifacts, config, paper):
         _plots.plot_alpha(alpha, path, "OURS, alpha ablation (Fig. 5), "
                           "paper's setting")
         files.append(path)
-    for key, name in (("importance", "fisher_importance.png"),
-                      ("importance_b", "fisher_importance_ours_b.png")):
-        est = artifacts.get(key)
-        if est is not None and getattr(est, "group_importance_", None):
-            path = out / name
-            _plots.plot_importance(est, path, "Per-group Fisher row importance "
-                                   "(seed 0, Fig. 3)")
-            files.append(path)
-    pca = artifacts.get("pca")
-    if pca is not None:
-        pca = dict(pca)
-        groups = np.asarray(pca.pop("groups"))
-        path = out / "pca_head_inputs.png"
-        _plots.plot_pca(pca, groups, path, "PCA of head inputs by group "
-                        "(test part, seed 0, Fig. 1)")
-        files.append(path)
-    return files
+    return files + artifact_plots(
+        artifacts, out, (("importance", "fisher_importance.png"),
+                         ("importance_b", "fisher_importance_ours_b.png")))
 
 
 #: Provenance notes of results folders that were not written by this code.

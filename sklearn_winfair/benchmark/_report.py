@@ -435,12 +435,37 @@ def _write_plots(runs, settings, out, artifacts):
         _plots.plot_alpha(alpha, path, f"{settings.dataset}: OURS, config b, "
                           f"rank {settings.alpha_rank}, alpha ablation (Fig. 5)")
         files.append(path)
-    est = artifacts.get("importance")
-    if est is not None and getattr(est, "group_importance_", None):
-        path = out / "fisher_importance.png"
-        _plots.plot_importance(est, path, "Per-group Fisher row importance "
-                               "(seed 0, Fig. 3)")
-        files.append(path)
+    return files + artifact_plots(artifacts, out)
+
+
+def artifact_plots(artifacts, out,
+                   importances=(("importance", "fisher_importance.png"),)):
+    """Draw the seed-0 Fisher importance (Fig. 3) and PCA (Fig. 1) plots.
+
+    Parameters
+    ----------
+    artifacts : dict
+        What the seed-0 run kept: fitted estimators under the keys of
+        ``importances`` and the head inputs under ``"pca"``.
+    out : pathlib.Path
+        Results folder.
+    importances : sequence of (str, str), default=(("importance", ...),)
+        ``(artifact key, file name)`` of each importance plot.
+
+    Returns
+    -------
+    files : list of pathlib.Path
+    """
+    from . import _plots
+
+    files = []
+    for key, name in importances:
+        est = artifacts.get(key)
+        if est is not None and getattr(est, "group_importance_", None):
+            path = out / name
+            _plots.plot_importance(est, path, "Per-group Fisher row importance "
+                                   "(seed 0, Fig. 3)")
+            files.append(path)
     pca = artifacts.get("pca")
     if pca is not None:
         pca = dict(pca)
