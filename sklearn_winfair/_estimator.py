@@ -1,208 +1,70 @@
 """The public estimator: weight-importance-neutralized low-rank fine-tuning.
 
-This module keeps the scikit-learn contract (parameters, validation, the
-order of the steps of a fit, prediction, export); each step lives in a module
-of its own:
+This module keeps the scikit-learn contract only: parameters, fitted
+attributes, and ``fit`` as a table of contents of the steps, each of which
+lives in a module of its own (``ARCHITECTURE.md``'s flow, top to bottom):
 
+* :mod:`._validation`: every cheap check, before any forward pass.
+* :mod:`._layers`: find, freeze, replace, wrap and merge back the layers.
 * :mod:`._inputs`: X in every form, batched and cast per batch.
-* :mod:`._outputs`: where the logits are in the backbone's output.
-* :mod:`._features`: frozen-feature extraction and the feature store.
+* :mod:`._features`: frozen-feature extraction; :mod:`._store` the feature store.
 * :mod:`._importance`: per-group empirical Fisher, neutralization.
-* :mod:`._factorize`: weighted SVD, ``LowRankLinear``, the merge on export.
-* :mod:`._training`: the skorch net that trains the head.
+* :mod:`._factorize`: weighted SVD and ``LowRankLinear``.
+* :mod:`._training`: the solvers (L-BFGS, Adam, SGD through skorch), the probe.
 
 Which library does what: scikit-learn validates parameters, labels and
-weights, routes metadata and fits the linear probe
-(:class:`~sklearn.linear_model.LogisticRegression`); torch runs the backbone
-and computes gradients and SVDs; skorch trains the head (with its
-``EarlyStopping``); fairlearn computes the metrics (:mod:`sklearn_winfair.metrics`).
+weights, routes metadata and fits the linear probe; torch runs the backbone
+and computes gradients and SVDs; skorch runs the training loop; fairlearn
+computes the metrics (:mod:`sklearn_winfair.metrics`).
 """
 
-import contextlib
 import copy
-import difflib
-import warnings
 from numbers import Integral, Real
 
-import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import train_test_split
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    _check_y,
-    check_is_fitted,
-    check_memory,
-)
-from skorch.callbacks import EarlyStopping, ProgressBar
+from sklearn.utils.validation import check_is_fitted, check_memory
 from skorch.helper import predefined_split
 from torch import nn
-from torch.nn.parameter import is_lazy
-from torch.utils.data import Subset
 
-from ._factorize import factorize_linear, merge_low_rank
-from ._features import (
-    FeatureStore,
-    backbone_fingerprint,
-    extract_head_inputs,
-    row_keys,
-)
-from ._importance import (
-    floor_importance,
-    group_row_importance,
-    linear_layer_names,
-    neutral_importance,
-)
+from ._factorize import factorize_linear
+from ._features import extract_features, extract_head_inputs
+from ._importance import layer_importances
 from ._inputs import InputData, call_backbone, check_input
-from ._outputs import check_output_spec, find_logits
-from ._training import (
-    BatchIterator,
+from ._layers import (
     FloatHead,
+    float_dtype,
+    freeze,
+    linear_layer_names,
+    merge_layers,
+    replace_submodule,
+    same_state_outside,
+)
+from ._outputs import find_logits
+from ._store import backbone_fingerprint, cached_features
+from ._training import (
+    RESERVED_NET_PARAMS,
+    FitGenerator,
     HeadModule,
-    HeadNet,
-    StopOnNonFiniteLoss,
     TensorBatches,
     TrunkAndHead,
+    fit_probe,
+    hold_out,
+    make_net,
+    resolve_solver,
+    train,
+    training_threads,
 )
 from ._validation import (
-    _MISSING_SENSITIVE,
-    _TOO_FEW_GROUPS,
-    check_group_weights,
+    check_device,
+    check_fit,
+    check_params,
     check_random_seed,
-    check_sensitive_features,
-    encode_groups,
+    group_mix,
 )
-from .exceptions import HeadClassesWarning, SmallGroupWarning
 
 __all__ = ["FairLowRankFineTuner"]
-
-#: Devices where torch's fused Adam / AdamW kernels run.
-_FUSED = ("cpu", "cuda")
-
-#: A group with fewer rows than this of some class is named in a warning.
-_MIN_ROWS_PER_CLASS = 2
-
-
-# --------------------------------------------------------------------------
-# torch helpers that need the estimator's parameters
-# --------------------------------------------------------------------------
-def _check_device(device):
-    """Return ``torch.device(device)`` or a ValueError naming what is there."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not a torch device: {exc}") from None
-    available = ["cpu"]
-    if torch.cuda.is_available():
-        available += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        available.append("mps")
-    try:
-        torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError, AttributeError) as exc:
-        raise ValueError(
-            f"device={device!r} is not usable on this machine ({exc}). Devices "
-            f"available here: {available}."
-        ) from None
-    return dev
-
-
-def _modules_holding_linear(model):
-    """Names of the submodules that are or contain an ``nn.Linear``."""
-    holders = []
-    for name, m in model.named_modules():
-        if name and any(isinstance(sub, nn.Linear) for sub in m.modules()):
-            holders.append(name)
-    return holders
-
-
-def _resolve_head(model, head):
-    """Return the qualified name of the head inside ``model``."""
-    linear_names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if head is None:
-        if not linear_names:
-            raise ValueError(
-                "backbone contains no torch.nn.Linear layer, so there is no "
-                "default head. Pass head='<name of the submodule that maps "
-                "features to logits>'."
-            )
-        return linear_names[-1]
-    if not isinstance(head, str):
-        raise TypeError(
-            f"head must be None or the name of a submodule, got "
-            f"{type(head).__name__}."
-        )
-    names = [n for n, _ in model.named_modules() if n]
-    if head not in names:
-        close = difflib.get_close_matches(head, names, n=3, cutoff=0.5)
-        holders = _modules_holding_linear(model)
-        shown = holders[-15:]
-        hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(
-            f"head={head!r} is not a submodule of backbone.{hint} Submodules "
-            f"that hold an nn.Linear (the last {len(shown)} of "
-            f"{len(holders)}): {shown}."
-        )
-    if not linear_layer_names(model.get_submodule(head)):
-        raise ValueError(
-            f"head={head!r} holds no torch.nn.Linear layer; name a module that "
-            f"does: {_modules_holding_linear(model)[-15:]}."
-        )
-    return head
-
-
-def _replace_submodule(model, name, new):
-    """Put ``new`` at ``name`` in ``model`` (in place) and return ``model``."""
-    if name == "":
-        return new
-    parent_name, _, child = name.rpartition(".")
-    parent = model.get_submodule(parent_name) if parent_name else model
-    setattr(parent, child, new)
-    return model
-
-
-def _float_dtype(module):
-    """Return the floating dtype of ``module``'s parameters (float32 if none)."""
-    for p in module.parameters():
-        if p.is_floating_point():
-            return p.dtype
-    return torch.float32
-
-
-#: A head with fewer trainable parameters than this trains on one CPU thread:
-#: its matrix products are too small for more threads to pay their overhead.
-_SMALL_HEAD_PARAMS = 1_000_000
-
-
-def _training_threads(device, features, n_params):
-    """Torch CPU threads for training the head (None: leave them as they are)."""
-    if device.type != "cpu" or features is None or n_params >= _SMALL_HEAD_PARAMS:
-        return None
-    return 1
-
-
-@contextlib.contextmanager
-def _torch_threads(n):
-    """Set torch's intra-op threads to ``n`` for the block, then restore them."""
-    before = torch.get_num_threads()
-    if n is not None and n != before:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-
-
-def _freeze(model):
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
 
 
 # --------------------------------------------------------------------------
@@ -276,16 +138,37 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         Combinable with any ``importance``.
     penalty_strength : float >= 0, default=1.0
         Multiplier of the penalty.
+    solver : {"auto", "lbfgs", "adam", "sgd"}, default="auto"
+        How the new head is trained, named as scikit-learn's
+        ``MLPClassifier`` names its solvers. ``"lbfgs"``: full-batch
+        L-BFGS (:class:`torch.optim.LBFGS`, strong-Wolfe line search) on the
+        cached features, deterministic; it converges to the optimum of a
+        linear head and to a stationary point of a factorized one, stopping
+        when the largest gradient entry is below ``tol`` or after
+        ``max_iter`` iterations. ``"adam"`` (the ``optimizer`` class) and
+        ``"sgd"``: mini-batches of ``batch_size`` for ``max_epochs`` epochs,
+        stopping early when the training loss has not improved by ``tol``
+        for ``n_iter_no_change`` epochs. ``"auto"``: ``"lbfgs"`` with
+        ``cache_features=True`` (and no ``early_stopping`` or
+        ``train_split``), ``"adam"`` otherwise.
+    max_iter : int, default=500
+        L-BFGS iterations at most (``solver="lbfgs"``).
+    tol : float, default=1e-4
+        Convergence tolerance: of the largest gradient entry for L-BFGS, of
+        the training loss's improvement per epoch for Adam and SGD. Reaching
+        ``max_iter`` (or ``max_epochs``) without meeting it warns with
+        :class:`~sklearn.exceptions.ConvergenceWarning`.
     max_epochs : int, default=10
-        Training epochs of the new head (an upper bound with
-        ``early_stopping``).
+        Training epochs of the new head with ``solver="adam"`` or ``"sgd"``
+        (an upper bound with ``early_stopping``).
     lr : float, default=1e-3
-        Learning rate.
+        Learning rate of ``"adam"`` and ``"sgd"`` (L-BFGS uses its line
+        search).
     batch_size : int, default=128
-        Mini-batch size for training; also used for feature extraction and
-        prediction.
+        Mini-batch size for training with ``"adam"`` and ``"sgd"``; also
+        used for feature extraction and prediction.
     optimizer : type, default=torch.optim.Adam
-        Optimizer class.
+        Optimizer class of ``solver="adam"``.
     callbacks : list or None, default=None
         Extra skorch callbacks (copied before use).
     train_split : callable or None, default=None
@@ -299,7 +182,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     validation_fraction : float in (0, 1), default=0.1
         Share of the rows held out with ``early_stopping``.
     n_iter_no_change : int, default=5
-        Patience of ``early_stopping``, in epochs.
+        Patience in epochs: of ``early_stopping`` (validation loss), or of the
+        training-loss rule of ``"adam"`` and ``"sgd"``.
     cache_features : bool, default=True
         Compute the frozen features once per fit (in batches, without
         gradients) and train the head on them. ``False`` runs the frozen
@@ -316,9 +200,11 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         Torch device for the backbone and the head; checked at the start of
         ``fit``.
     random_state : int, RandomState instance or None, default=None
-        Seeds torch (in a forked RNG, so the global state is left alone) for
-        the shuffling of mini-batches. Two fits with the same int give
-        identical predictions.
+        Seeds the fit's own generator, from which every random draw of the
+        fit comes (mini-batch shuffles, the hold-out, the feature store's
+        verification sample); torch's and numpy's global generators are
+        neither read nor changed, so fits with the same int give
+        bit-identical predictions, also when they run in threads.
     verbose : int, default=0
         ``0`` prints nothing; ``1`` shows a progress bar for feature
         extraction and skorch's per-epoch log; ``2`` adds a per-batch bar.
@@ -361,9 +247,13 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         Diagonal of ``Ihat_N`` (``importance="neutral"`` only).
     n_trainable_params_ : int
         Number of parameters trained.
+    solver_ : {"lbfgs", "adam", "sgd"}
+        The solver that ran (``solver="auto"`` resolved).
+    n_iter_ : int
+        L-BFGS iterations, or epochs of ``"adam"`` / ``"sgd"``, that ran.
     net_ : skorch.NeuralNetClassifier
         The skorch net that trained the head (its history, callbacks and
-        optimizer); its ``module_`` is the head alone.
+        optimizer; one epoch for L-BFGS); its ``module_`` is the head alone.
     model_ : torch.nn.Module
         Frozen trunk with the new head; see :meth:`export_module`.
 
@@ -420,6 +310,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             None,
         ],
         "penalty_strength": [Interval(Real, 0, None, closed="left")],
+        "solver": [StrOptions({"auto", "lbfgs", "adam", "sgd"})],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "tol": [Interval(Real, 0, None, closed="left")],
         "max_epochs": [Interval(Integral, 1, None, closed="left")],
         "lr": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None, closed="left")],
@@ -451,6 +344,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         output=None,
         fairness_penalty=None,
         penalty_strength=1.0,
+        solver="auto",
+        max_iter=500,
+        tol=1e-4,
         max_epochs=10,
         lr=1e-3,
         batch_size=128,
@@ -478,6 +374,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.output = output
         self.fairness_penalty = fairness_penalty
         self.penalty_strength = penalty_strength
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
         self.max_epochs = max_epochs
         self.lr = lr
         self.batch_size = batch_size
@@ -530,308 +429,76 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self : FairLowRankFineTuner
             The fitted estimator.
         """
-        device = _check_device(self.device)
-        check_output_spec(self.output)
-        if not isinstance(self.backbone, nn.Module):
-            raise TypeError("backbone must be a torch.nn.Module.")
-        if self.early_stopping and self.train_split is not None:
-            raise ValueError(
-                "early_stopping=True holds out validation_fraction of the rows "
-                "itself; it cannot be combined with train_split. Set one of them."
-            )
-        data = check_input(self, X, reset=True)
-        n = len(data)
-        y = _check_y(y, estimator=self)
-        if len(y) != n:
-            raise ValueError(f"y has {len(y)} rows but X has {n}; they must match.")
-        check_classification_targets(y)
-        y_enc, n_classes = self._encode_labels(y)
-        weights = None
-        if sample_weight is not None:
-            weights = _check_sample_weight(
-                sample_weight, np.empty((n, 0)), dtype=np.float64,
-                ensure_non_negative=True,
-            )
-        codes, n_groups = self._check_groups(sensitive_features, n, y_enc)
-        if self.fairness_penalty is not None and n_classes != 2:
-            raise ValueError(
-                f"fairness_penalty={self.fairness_penalty!r} needs a binary "
-                f"target, but y has {n_classes} classes."
-            )
-
-        seed = check_random_seed(self.random_state)
-        on_cpu = device.type == "cpu"
-        # fork the RNGs we seed, so the caller's global state is left alone;
-        # on CPU only the CPU generator is seeded (torch.manual_seed would
-        # also reseed every accelerator)
-        with torch.random.fork_rng(
-            devices=[] if on_cpu else None, enabled=seed is not None
-        ):
-            if seed is not None and on_cpu:
-                torch.default_generator.manual_seed(seed)
-            elif seed is not None:
-                torch.manual_seed(seed)
-            self._fit(data, y_enc, codes, n_groups, n_classes, weights, device, seed)
+        before = dict(self.__dict__)
+        try:
+            self._fit(X, y, sensitive_features, sample_weight)
+        except BaseException:
+            # a fit that raises leaves the estimator as it was
+            self.__dict__.clear()
+            self.__dict__.update(before)
+            raise
         return self
 
-    def _encode_labels(self, y):
-        """Set ``classes_``; return the labels as column indices of the head."""
-        if self.head_classes is not None:
-            if self.head_init == "probe":
-                raise ValueError(
-                    "head_classes names the columns of a pre-trained head, but "
-                    "head_init='probe' fits new columns (in sorted label "
-                    "order). Drop head_classes or use head_init='pretrained'."
-                )
-            classes = np.asarray(self.head_classes)
-            if classes.ndim != 1 or len(np.unique(classes)) != len(classes):
-                raise ValueError(
-                    "head_classes must be a 1-d list of distinct labels, one per "
-                    f"output column of the head, got {self.head_classes!r}."
-                )
-            lookup = {label: j for j, label in enumerate(classes.tolist())}
-            unknown = sorted({v for v in y.tolist() if v not in lookup}, key=str)
-            if unknown:
-                raise ValueError(
-                    f"y has labels {unknown[:10]} that are not in head_classes "
-                    f"{classes.tolist()}; every label must name a column of "
-                    "the pre-trained head."
-                )
-            self.classes_ = classes
-            y_enc = np.array([lookup[v] for v in y.tolist()], dtype=np.int64)
-        else:
-            self.classes_, y_enc = np.unique(y, return_inverse=True)
-            y_enc = y_enc.astype(np.int64).ravel()
-        if len(np.unique(y_enc)) < 2:
-            raise ValueError(
-                f"y contains only one class ({y[0]!r}); a classifier needs at "
-                "least two classes, got 1 class."
-            )
-        return y_enc, len(self.classes_)
-
-    def _warn_label_order(self):
-        """Warn once that column j of a pre-trained head is taken as label j."""
-        k = len(self.classes_)
-        is_range = self.classes_.dtype.kind in "iu" and np.array_equal(
-            self.classes_, np.arange(k)
+    def _fit(self, X, y, sensitive_features, sample_weight):
+        # 1. everything cheap, before the backbone runs once
+        device = check_device(self.device)
+        check_params(self, RESERVED_NET_PARAMS)
+        fd, head_name = check_fit(self, X, y, sensitive_features, sample_weight)
+        solver = resolve_solver(
+            self.solver, cached=self.cache_features,
+            early_stopping=self.early_stopping, train_split=self.train_split,
         )
-        implicit = self.head_init == "pretrained" and self.head_classes is None
-        if implicit and not is_range:
-            warnings.warn(
-                f"The pre-trained head's output column j is taken to mean the "
-                f"j-th sorted label of y: {self.classes_.tolist()[:10]}. If the "
-                "head was trained with another order, pass "
-                "head_classes=[label of column 0, label of column 1, ...]; to "
-                "silence this, pass head_classes in this order.",
-                HeadClassesWarning,
-                stacklevel=4,  # _fit < fit < _fit_context < caller
-            )
+        rng = FitGenerator(check_random_seed(self.random_state))
 
-    def _check_groups(self, sensitive_features, n_samples, y_enc):
-        """Validate the groups; return (codes or None, n_groups)."""
-        reasons = []
-        if self.rank is not None and self.importance == "neutral":
-            reasons.append("importance='neutral'")
-        if self.fairness_penalty is not None:
-            reasons.append(f"fairness_penalty={self.fairness_penalty!r}")
-        reason = " and ".join(reasons)
-        if sensitive_features is None:
-            if reasons:
-                raise ValueError(_MISSING_SENSITIVE.format(reason=reason))
-            self.groups_ = None
-            return None, 1
-        labels = check_sensitive_features(sensitive_features, n_samples)
-        self.groups_, codes = encode_groups(labels)
-        n_groups = len(self.groups_)
-        if reasons and n_groups < 2:
-            raise ValueError(
-                _TOO_FEW_GROUPS.format(
-                    n=n_groups, groups=list(self.groups_), reason=reason
-                )
-            )
-        if reasons:
-            self._warn_small_groups(codes, y_enc, reason)
-        uses_alpha = self.rank is not None and self.importance == "neutral"
-        if uses_alpha and self.alpha != 0.5 and self.group_weights is not None:
-            raise ValueError(
-                f"alpha={self.alpha} and group_weights are both set; they say the "
-                "same thing two ways. Set group_weights only (alpha=0.5) or "
-                "alpha only (group_weights=None)."
-            )
-        if uses_alpha and n_groups > 2 and self.alpha != 0.5:
-            raise ValueError(
-                f"alpha={self.alpha} only applies to two groups, but "
-                f"sensitive_features has {n_groups}. Leave alpha=0.5 and set "
-                "group_weights={group: weight, ...} instead."
-            )
-        if self.group_weights is not None:
-            check_group_weights(self.group_weights, self.groups_)
-        return codes, n_groups
-
-    def _warn_small_groups(self, codes, y_enc, reason):
-        """One warning naming the groups with too few rows of some class."""
-        counts = np.zeros((len(self.groups_), len(self.classes_)), dtype=int)
-        np.add.at(counts, (codes, y_enc), 1)
-        small = np.flatnonzero(counts.min(axis=1) < _MIN_ROWS_PER_CLASS)
-        if small.size == 0:
-            return
-        shown = {
-            str(self.groups_[g]): dict(
-                zip(map(str, self.classes_), counts[g].tolist(), strict=True)
-            )
-            for g in small[:5]
-        }
-        more = f" and {small.size - 5} more" if small.size > 5 else ""
-        warnings.warn(
-            f"{small.size} of {len(self.groups_)} groups in sensitive_features "
-            f"have fewer than {_MIN_ROWS_PER_CLASS} rows of some class (rows per "
-            f"class: {shown}{more}); their Fisher importance and {reason} rest "
-            "on too few rows. Merge small groups, or bin a continuous column "
-            "(e.g. with pandas.cut) before passing it.",
-            SmallGroupWarning,
-            stacklevel=5,  # _warn < _check_groups < fit < _fit_context < caller
-        )
-
-    def _group_mix(self):
-        """Weights of the groups in ``Ihat_N``, aligned with ``groups_``."""
-        if self.group_weights is not None:
-            return check_group_weights(self.group_weights, self.groups_)
-        if len(self.groups_) == 2:
-            return np.array([self.alpha, 1.0 - self.alpha])
-        return check_group_weights(None, self.groups_)
-
-    def _forward_logits(self, model, batch):
-        """Return the logits of ``model`` on one batch (kwargs for a dict)."""
-        return find_logits(call_backbone(model, batch), self.output)
-
-    def _features(self, model, head, data, device, float_dtype, check=True):
-        """Frozen features of every row: extracted, or from the feature store."""
-        verbose = self.verbose > 0
-
-        def extract(rows):
-            # filled in place: a list of batches and its concatenation would
-            # hold the features twice at the peak
-            out, start = None, 0
-            for f in extract_head_inputs(
-                model, head, rows, batch_size=self.batch_size, device=device,
-                float_dtype=float_dtype, output=self.output, verbose=verbose,
-                check_output=check,
-            ):
-                if out is None:
-                    out = torch.empty((len(rows), *f.shape[1:]), dtype=f.dtype,
-                                      device=f.device)
-                out[start : start + len(f)] = f
-                start += len(f)
-            return out
-
-        if self._feature_key is None:
-            return extract(data)
-        store = FeatureStore(check_memory(self.memory).location, self._feature_key)
-        keys = row_keys(data)
-        stored, found = store.lookup(keys)
-        missing = np.flatnonzero(~found)
-        if missing.size == 0:
-            return torch.from_numpy(stored).to(device)
-        new = extract(data if missing.size == len(keys) else data.take(missing))
-        store.add(keys[missing], new.cpu().numpy())
-        if stored is None:
-            return new
-        features = torch.from_numpy(stored).to(device)
-        features[torch.from_numpy(missing).to(device)] = new
-        return features
-
-    def _fit(self, data, y_enc, codes, n_groups, n_classes, weights, device, seed):
-        lazy = [n for n, p in self.backbone.named_parameters() if is_lazy(p)]
-        if lazy:
-            raise ValueError(
-                f"backbone has uninitialized lazy parameters {lazy[:5]} (a "
-                "torch.nn.LazyLinear or similar that has never run). Run one "
-                "batch through it first, e.g. backbone(X[:1]), so its shapes "
-                "are known."
-            )
-        model = _freeze(copy.deepcopy(self.backbone).to(device))
-        self.head_name_ = _resolve_head(model, self.head)
-        head = model.get_submodule(self.head_name_)
-        float_dtype = _float_dtype(model)
-        self._head_dtype = _float_dtype(head)
-        y_t = torch.from_numpy(y_enc).to(device)
-        codes_t = torch.from_numpy(
-            codes if codes is not None else np.zeros(len(y_enc), dtype=np.int64)
-        ).to(device)
-        w_t = None if weights is None else torch.tensor(weights, device=device)
-
-        def head_inputs(desc, check=True):
-            # late binding: the current `model` and `head` (after a probe)
-            return extract_head_inputs(
-                model, head, data, batch_size=self.batch_size, device=device,
-                float_dtype=float_dtype, output=self.output,
-                check_output=check, verbose=self.verbose > 0, desc=desc,
-            )
-
-        features = None
-        self._feature_key = None
-        if self.cache_features:
-            memory = check_memory(self.memory)
-            if getattr(memory, "location", None) is not None:
-                self._feature_key = backbone_fingerprint(self.backbone, self.head_name_)
-            features = self._features(model, head, data, device, float_dtype)
-
-        # 1. the head to decompose, in float32: pre-trained, or a probe's
+        # 2. the layers: a frozen copy of the backbone, the head in float32
+        model = freeze(copy.deepcopy(self.backbone).to(device))
+        head = model.get_submodule(head_name)
+        trunk_dtype, head_dtype = float_dtype(model), float_dtype(head)
         work = copy.deepcopy(head).float()
-        linear_names = linear_layer_names(work)
-        last_name = linear_names[-1]
-        last = work.get_submodule(last_name) if last_name else work
+        names = linear_layer_names(work)
+        y_t, codes_t, w_t = fd.tensors(device)
+
+        # 3. the frozen features (the head's input), once, or per batch later
+        store = None
+        if self.cache_features and check_memory(self.memory).location is not None:
+            store = (check_memory(self.memory).location,
+                     backbone_fingerprint(self.backbone, head_name))
+        extract = _Extractor(self, model, head, device, trunk_dtype)
+        features = (
+            extract.all(fd.X, store, purpose="fit", seed=rng.child_seed(1))
+            if self.cache_features else None
+        )
+
+        # 4. a new task's output layer: the probe on the frozen features
         if self.head_init == "probe":
-            source = [features] if features is not None else head_inputs("probe")
-            work = self._fit_probe(work, last_name, last, source, y_enc, n_classes,
-                                   weights, device)
-            # the trunk's own head becomes the probe too (for uncached Fisher)
-            head = copy.deepcopy(work).to(self._head_dtype)
-            model = _replace_submodule(model, self.head_name_, head)
-        else:
-            if last.out_features != n_classes:
-                raise ValueError(
-                    f"The head's last layer has out_features={last.out_features} "
-                    f"but y has {n_classes} classes. Pass head_init='probe' to "
-                    "fit a new output layer on the frozen features first, or "
-                    "head_classes=[...] listing the label of every output column."
-                )
-            self._warn_label_order()
+            last = names[-1]
+            inputs = extract.layer_inputs(work, last, features, fd.X)
+            work = fit_probe(work, last, inputs, fd.y, fd.n_classes,
+                             fd.sample_weight, device)
+            head = copy.deepcopy(work).to(head_dtype)  # the trunk's own head too
+            model = replace_submodule(model, head_name, head)
+            extract = _Extractor(self, model, head, device, trunk_dtype)
 
-        # 2. importances and the weighted SVD, every layer at min(rank, in, out)
-        self.group_importance_ = None
-        self.neutral_importance_ = None
-        self.importance_, self.ranks_, self.truncation_error_ = {}, {}, {}
-        new_head = copy.deepcopy(work)
-        names = list(linear_names) if self.rank is not None else []
-        if names:
-            ihats, group_rows = self._importances(
-                work, names, features, head_inputs, y_t, codes_t, codes, n_groups,
-                w_t,
+        # 5. importances and the weighted SVD, every layer at min(rank, in, out)
+        to_factorize = names if self.rank is not None else []
+        ihats, group_rows = {}, None
+        if to_factorize:
+            source = features
+            if source is None:
+                source = extract.batches(fd, y_t, codes_t, w_t)
+            mix = (group_mix(fd.groups, self.alpha, self.group_weights)
+                   if fd.groups is not None else None)
+            ihats, group_rows = layer_importances(
+                work, to_factorize, self.importance, source, y_t, codes_t,
+                fd.n_groups, sample_weight=w_t, mix=mix, batch_size=self.batch_size,
             )
-            for name in names:
-                layer = work.get_submodule(name) if name else work
-                r = min(self.rank, layer.in_features, layer.out_features)
-                low_rank, error = factorize_linear(layer, ihats[name], r)
-                new_head = _replace_submodule(new_head, name, low_rank)
-                self.ranks_[self._qualified(name)] = r
-                self.truncation_error_[self._qualified(name)] = error
-            self.importance_ = {self._qualified(n): ihats[n] for n in names}
-            if group_rows is not None:
-                self.group_importance_ = {
-                    self._qualified(n): group_rows[n] for n in names
-                }
-            if self.importance == "neutral":
-                self.neutral_importance_ = dict(self.importance_)
-        self.factorized_layers_ = [self._qualified(n) for n in names]
-        self.rank_ = max(self.ranks_.values()) if self.ranks_ else None
-        new_head.requires_grad_(True)
-        placed = new_head if float_dtype == torch.float32 else FloatHead(new_head)
-        model = _replace_submodule(model, self.head_name_, placed)
-        self.n_trainable_params_ = int(sum(p.numel() for p in new_head.parameters()))
+        new_head, ranks, errors = _factorize_head(work, to_factorize, ihats, self.rank)
 
-        # 3. train the new head through skorch
-        # only what get_loss reads travels with each batch
+        # 6. train the new head
+        new_head.requires_grad_(True)
+        placed = new_head if trunk_dtype == torch.float32 else FloatHead(new_head)
+        model = replace_submodule(model, head_name, placed)
+        n_params = int(sum(p.numel() for p in new_head.parameters()))
         extra = {"group": codes_t} if self.fairness_penalty is not None else {}
         if w_t is not None:
             extra["sample_weight"] = w_t.float()
@@ -839,158 +506,48 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             module = HeadModule(new_head)
             dataset = TensorBatches(features, y_t, extra, device)
         else:
-            module = TrunkAndHead(model, new_head, self._forward_logits)
-            dataset = TensorBatches(data, y_t, extra, device, float_dtype)
-        train_split, callbacks = self.train_split, []
+            module = TrunkAndHead(model, new_head, extract.logits)
+            dataset = TensorBatches(fd.X, y_t, extra, device, trunk_dtype)
+        train_split = self.train_split
         if self.early_stopping:
-            dataset, valid = self._hold_out(dataset, y_enc, seed)
+            dataset, valid = hold_out(dataset, fd.y, self.validation_fraction,
+                                      rng.child_seed(2))
             train_split = predefined_split(valid)
-            callbacks.append(("early_stopping", EarlyStopping(
-                monitor="valid_loss", patience=self.n_iter_no_change,
-                load_best=True, sink=lambda *args: None,
-            )))
-        self.net_ = self._make_net(module, n_classes, train_split, callbacks)
-        threads = _training_threads(device, features, self.n_trainable_params_)
-        with _torch_threads(threads):
-            self.net_.fit(dataset, None)
-        if features is None:  # keep the trunk out of the net (pickled once)
-            self.net_.module_ = HeadModule(new_head)
-        self.model_ = _freeze(model)
-
-    def _hold_out(self, dataset, y_enc, seed):
-        """Stratified (train, validation) Subsets for early stopping."""
-        rows = np.arange(len(y_enc))
-        try:
-            train, valid = train_test_split(
-                rows, test_size=self.validation_fraction, stratify=y_enc,
-                random_state=seed,
-            )
-        except ValueError as exc:
-            raise ValueError(
-                f"early_stopping could not hold out a stratified "
-                f"validation_fraction={self.validation_fraction} of {len(rows)} "
-                f"rows ({exc}). Raise validation_fraction or turn "
-                "early_stopping off."
-            ) from None
-        return Subset(dataset, np.sort(train)), Subset(dataset, np.sort(valid))
-
-    def _qualified(self, inner_name):
-        return ".".join(p for p in (self.head_name_, inner_name) if p)
-
-    def _fit_probe(self, head, last_name, last, source, y_enc, n_classes, weights,
-                   device):
-        """Replace the head's last linear layer by a fitted logistic regression."""
-        with torch.no_grad():
-            inputs = torch.cat([
-                torch.cat(list(extract_head_inputs(
-                    head, last, InputData(f), batch_size=self.batch_size,
-                    device=device, float_dtype=torch.float32, check_output=False,
-                )))
-                for f in source
-            ])
-        probe = LogisticRegression(max_iter=1000)
-        probe.fit(inputs.cpu().double().numpy(), y_enc, sample_weight=weights)
-        coef, intercept = probe.coef_, probe.intercept_
-        if n_classes == 2:  # one logit difference -> two symmetric columns
-            coef = np.vstack([-coef / 2, coef / 2])
-            intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-        new_last = nn.Linear(last.in_features, n_classes).to(device)
-        with torch.no_grad():
-            new_last.weight.copy_(torch.as_tensor(coef, dtype=torch.float32))
-            new_last.bias.copy_(torch.as_tensor(intercept, dtype=torch.float32))
-        new_last.requires_grad_(False)
-        return _replace_submodule(copy.deepcopy(head), last_name, new_last)
-
-    def _importances(self, head, names, features, head_inputs, y_t, codes_t,
-                     codes, n_groups, w_t):
-        """Return ({layer: ihat diagonal}, {layer: per-group I_s} or None)."""
-        if self.importance == "uniform":
-            ihats = {}
-            for n in names:
-                layer = head.get_submodule(n) if n else head
-                ihats[n] = np.ones(layer.in_features)
-            return ihats, None
-        if features is not None:
-            source = features
-        else:
-            step = self.batch_size
-            source = (
-                (f, y_t[i : i + len(f)], codes_t[i : i + len(f)],
-                 None if w_t is None else w_t[i : i + len(f)])
-                for f, i in zip(head_inputs("Fisher", check=False),
-                                range(0, len(y_t), step), strict=True)
-            )
-        rows = group_row_importance(
-            head, source, y_t, codes_t, n_groups, batch_size=self.batch_size,
-            sample_weight=w_t,
+        net = make_net(
+            module, self, solver=solver, n_classes=fd.n_classes,
+            n_groups=fd.n_groups, n_rows=len(fd.y), train_split=train_split,
+            generator=rng, early_stop=self.early_stopping,
         )
-        rows = {n: rows[n] for n in names}
-        if self.importance == "fisher":
-            # pooled Fisher = (weighted) row-count-weighted mean of the groups'
-            counts = np.bincount(
-                codes if codes is not None else np.zeros(len(y_t), dtype=int),
-                weights=None if w_t is None else w_t.cpu().numpy(),
-                minlength=n_groups,
-            ).astype(float)
-            pooled = {n: (counts / counts.sum()) @ r for n, r in rows.items()}
-            ihats = {n: floor_importance(np.sqrt(v)) for n, v in pooled.items()}
-        else:
-            mix = self._group_mix()
-            ihats = {n: neutral_importance(r, mix) for n, r in rows.items()}
-        return ihats, (rows if codes is not None else None)
-
-    #: skorch arguments the estimator sets itself (net_params may not).
-    _RESERVED_NET_PARAMS = {
-        "module": "backbone/head", "criterion": "(cross-entropy, fixed)",
-        "optimizer": "optimizer", "lr": "lr", "max_epochs": "max_epochs",
-        "batch_size": "batch_size", "train_split": "train_split",
-        "callbacks": "callbacks", "device": "device", "verbose": "verbose",
-        "classes": "(taken from y)", "iterator_train__shuffle": "(always True)",
-        "iterator_train": "(batches sliced from tensors)",
-        "iterator_valid": "(batches sliced from tensors)",
-        "fairness_penalty": "fairness_penalty",
-        "penalty_strength": "penalty_strength",
-    }
-
-    def _make_net(self, module, n_classes, train_split, extra_callbacks):
-        clash = sorted(set(self.net_params or {}) & set(self._RESERVED_NET_PARAMS))
-        if clash:
-            hints = {k: self._RESERVED_NET_PARAMS[k] for k in clash}
-            raise ValueError(
-                f"net_params sets {clash}, which the estimator sets itself; use "
-                f"its own parameter instead: {hints}."
-            )
-        net_params = dict(self.net_params or {})
-        fusable = self.optimizer in (torch.optim.Adam, torch.optim.AdamW)
-        user_set = {"optimizer__fused", "optimizer__foreach"} & set(net_params)
-        if fusable and not user_set and torch.device(self.device).type in _FUSED:
-            # one fused kernel per step instead of ~10 small ops per parameter:
-            # the head's step took half the time in our measurements
-            net_params["optimizer__fused"] = True
-        callbacks = list(copy.deepcopy(self.callbacks) if self.callbacks else [])
-        callbacks += extra_callbacks
-        callbacks.append(("stop_on_nonfinite", StopOnNonFiniteLoss()))
-        if self.verbose > 1:
-            callbacks.append(("progress_bar", ProgressBar()))
-        return HeadNet(
-            module,
-            criterion=nn.CrossEntropyLoss,
-            optimizer=self.optimizer,
-            lr=self.lr,
+        n_iter = train(
+            net, dataset, solver=solver, max_iter=self.max_iter,
             max_epochs=self.max_epochs,
-            batch_size=self.batch_size,
-            train_split=train_split,
-            callbacks=callbacks,
-            device=self.device,
-            verbose=int(self.verbose > 0),
-            classes=list(range(n_classes)),
-            iterator_train=BatchIterator,
-            iterator_valid=BatchIterator,
-            iterator_train__shuffle=True,
-            fairness_penalty=self.fairness_penalty,
-            penalty_strength=self.penalty_strength,
-            **net_params,
+            threads=training_threads(device, features is not None, n_params),
         )
+        if features is None:  # keep the trunk out of the net (pickled once)
+            net.module_ = HeadModule(new_head)
+
+        # 7. fitted attributes
+        self.classes_, self.groups_, self.head_name_ = fd.classes, fd.groups, head_name
+        self._head_dtype = head_dtype
+        self._feature_key = store
+        qualified = {n: ".".join(p for p in (head_name, n) if p) for n in names}
+        self.ranks_ = {qualified[n]: r for n, r in ranks.items()}
+        self.truncation_error_ = {qualified[n]: e for n, e in errors.items()}
+        self.importance_ = {qualified[n]: v for n, v in ihats.items()}
+        self.group_importance_ = (
+            {qualified[n]: r for n, r in group_rows.items()}
+            if group_rows is not None and fd.groups is not None else None
+        )
+        self.neutral_importance_ = (
+            dict(self.importance_)
+            if to_factorize and self.importance == "neutral" else None
+        )
+        self.factorized_layers_ = [qualified[n] for n in to_factorize]
+        self.rank_ = max(self.ranks_.values()) if self.ranks_ else None
+        self.n_trainable_params_ = n_params
+        self.solver_, self.n_iter_ = solver, n_iter
+        self.net_ = net
+        self.model_ = freeze(model)
 
     # -------------------------------------------------------------- predict
     @torch.no_grad()
@@ -998,25 +555,24 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         data = check_input(self, X, reset=False)
         device = torch.device(self.device)
-        float_dtype = _float_dtype(self.model_)
         self.model_.eval()
+        head = self.model_.get_submodule(self.head_name_)
+        extract = _Extractor(self, self.model_, head, device, float_dtype(self.model_))
         if getattr(self, "_feature_key", None) is not None:
             # the feature store knows the trunk's output for rows it has seen
             # (a grid search's validation folds): run only the head on them
-            head = self.model_.get_submodule(self.head_name_)
-            features = self._features(self.model_, head, data, device, float_dtype,
-                                      check=False)
+            features = extract.all(data, self._feature_key, purpose="predict",
+                                   seed=0, check=False)
             return torch.cat([
                 head(features[i : i + self.batch_size]).double()
                 for i in range(0, len(features), self.batch_size)
             ])
-        out = [
-            self._forward_logits(
-                self.model_, data.batch(i, i + self.batch_size, device, float_dtype)
+        return torch.cat([
+            extract.logits(
+                self.model_, data.batch(i, i + self.batch_size, device, extract.dtype)
             ).double()
             for i in range(0, len(data), self.batch_size)
-        ]
-        return torch.cat(out)
+        ])
 
     def predict_proba(self, X):
         """Return class probabilities (softmax of the logits), as float64.
@@ -1107,34 +663,17 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         module = copy.deepcopy(self.model_)
         if merge:
             head = module.get_submodule(self.head_name_)
-            merged = merge_low_rank(head, dtype=self._head_dtype)
-            module = _replace_submodule(module, self.head_name_, merged)
-        return _freeze(module)
+            merged = merge_layers(head, dtype=self._head_dtype)
+            module = replace_submodule(module, self.head_name_, merged)
+        return freeze(module)
 
     # --------------------------------------------------------------- pickle
-    def _trunk_is_backbone(self):
-        """Whether ``model_`` outside the head still equals ``backbone``."""
-        prefix = self.head_name_ + "." if self.head_name_ else None
-        ours = {
-            k: v for k, v in self.model_.state_dict().items()
-            if prefix is not None and not k.startswith(prefix)
-        }
-        theirs = {
-            k: v for k, v in self.backbone.state_dict().items()
-            if prefix is not None and not k.startswith(prefix)
-        }
-        if ours.keys() != theirs.keys():
-            return False
-        return all(
-            v.dtype == theirs[k].dtype and torch.equal(v.cpu(), theirs[k].cpu())
-            for k, v in ours.items()
-        )
-
     def __getstate__(self):
         """Pickle the frozen trunk once: ``model_`` is rebuilt from ``backbone``."""
         state = super().__getstate__()
         model = state.get("model_")
-        if model is not None and self.head_name_ and self._trunk_is_backbone():
+        if model is not None and same_state_outside(model, self.backbone,
+                                                    self.head_name_):
             state = dict(state)
             state["model_"] = None
             state["_model_head"] = model.get_submodule(self.head_name_)
@@ -1145,5 +684,86 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         super().__setstate__(state)
         if head is not None:
             device = next(head.parameters()).device
-            model = _freeze(copy.deepcopy(self.backbone).to(device))
-            self.model_ = _freeze(_replace_submodule(model, self.head_name_, head))
+            model = freeze(copy.deepcopy(self.backbone).to(device))
+            self.model_ = freeze(replace_submodule(model, self.head_name_, head))
+
+
+def _factorize_head(head, names, ihats, rank):
+    """Copy ``head`` with each layer of ``names`` factorized by weighted SVD.
+
+    Returns ``(new_head, {name: rank}, {name: truncation error})``.
+    """
+    new_head, ranks, errors = copy.deepcopy(head), {}, {}
+    for name in names:
+        layer = head.get_submodule(name) if name else head
+        r = min(rank, layer.in_features, layer.out_features)
+        low_rank, errors[name] = factorize_linear(layer, ihats[name], r)
+        new_head = replace_submodule(new_head, name, low_rank)
+        ranks[name] = r
+    return new_head, ranks, errors
+
+
+class _Extractor:
+    """The frozen model's forward passes for one fit or predict: features, logits.
+
+    Holds what every pass needs (the model, its head, the device and dtype,
+    the estimator's ``batch_size``, ``output`` and ``verbose``), so the
+    steps of ``fit`` call one method each.
+    """
+
+    def __init__(self, est, model, head, device, trunk_dtype):
+        self.model, self.head = model, head
+        self.device, self.dtype = device, trunk_dtype
+        self.batch_size, self.output = est.batch_size, est.output
+        self.verbose = est.verbose > 0
+
+    def _kwargs(self, check, desc="frozen features"):
+        return dict(
+            batch_size=self.batch_size, device=self.device, float_dtype=self.dtype,
+            output=self.output, check_output=check, verbose=self.verbose, desc=desc,
+        )
+
+    def rows(self, data, check=True):
+        """Features of ``data`` (an InputData), computed by the backbone."""
+        return extract_features(self.model, self.head, data, **self._kwargs(check))
+
+    def all(self, data, store, *, purpose, seed, check=True):
+        """Features of every row: from the feature store when there is one."""
+        if store is None:
+            return self.rows(data, check)
+        features = cached_features(
+            store[0], store[1], data, lambda rows: self.rows(rows, check),
+            purpose=purpose, random_state=seed,
+        )
+        return features.to(self.device)
+
+    def batches(self, fd, y_t, codes_t, w_t):
+        """Uncached ``(features, y, codes, weights)`` batches (for the Fisher)."""
+        step = self.batch_size
+        starts = range(0, len(fd.y), step)
+        feats = extract_head_inputs(self.model, self.head, fd.X,
+                                    **self._kwargs(False, desc="Fisher"))
+        for f, i in zip(feats, starts, strict=True):
+            yield (f, y_t[i : i + len(f)], codes_t[i : i + len(f)],
+                   None if w_t is None else w_t[i : i + len(f)])
+
+    @torch.no_grad()
+    def layer_inputs(self, work, last_name, features, data):
+        """Return the input of ``work``'s layer ``last_name`` on every row (probe)."""
+        last = work.get_submodule(last_name) if last_name else work
+        if features is not None:
+            sources = [features]
+        else:
+            sources = extract_head_inputs(self.model, self.head, data,
+                                          **self._kwargs(True, desc="probe"))
+        return torch.cat([
+            torch.cat(list(extract_head_inputs(
+                work, last, InputData(f), batch_size=self.batch_size,
+                device=self.device, float_dtype=torch.float32, check_output=False,
+            )))
+            for f in sources
+        ])
+
+    def logits(self, model, batch):
+        """Return the logits of ``model`` on one batch (kwargs for a mapping)."""
+        return find_logits(call_backbone(model, batch), self.output)

@@ -5,11 +5,13 @@ Which library does what here: numpy computes the full SVD; torch's
 when the rank is far below the layer's size.
 """
 
-import copy
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import skip_init
+
+from ._layers import merge_layers
 
 #: The randomized SVD is used when ``min(d, k)`` is at least this ...
 LOWRANK_MIN_SIZE = 256
@@ -169,8 +171,10 @@ class LowRankLinear(nn.Module):
         super().__init__()
         d, r = np.shape(A)
         k = np.shape(B)[1]
-        self.first = nn.Linear(d, r, bias=False, dtype=dtype)
-        self.second = nn.Linear(r, k, bias=bias is not None, dtype=dtype)
+        # skip_init: no draw from torch's global generator (the values are
+        # overwritten below, and a fit must leave the caller's RNG alone)
+        self.first = skip_init(nn.Linear, d, r, bias=False, dtype=dtype)
+        self.second = skip_init(nn.Linear, r, k, bias=bias is not None, dtype=dtype)
         with torch.no_grad():
             self.first.weight.copy_(torch.as_tensor(np.asarray(A).T, dtype=dtype))
             self.second.weight.copy_(torch.as_tensor(np.asarray(B).T, dtype=dtype))
@@ -185,6 +189,18 @@ class LowRankLinear(nn.Module):
     def forward(self, x):
         """Return ``(x A) B + b``."""
         return self.second(self.first(x))
+
+    def merge(self):
+        """Return one ``nn.Linear`` with weight ``W = A B`` (grad off)."""
+        w = self.second.weight.detach() @ self.first.weight.detach()
+        lin = skip_init(nn.Linear, w.shape[1], w.shape[0],
+                        bias=self.second.bias is not None, dtype=w.dtype,
+                        device=w.device)
+        with torch.no_grad():
+            lin.weight.copy_(w)
+            if self.second.bias is not None:
+                lin.bias.copy_(self.second.bias.detach())
+        return lin.requires_grad_(False)
 
 
 def factorize_linear(layer, ihat, rank, dtype=None):
@@ -247,27 +263,4 @@ def merge_low_rank(module, dtype=None):
       (0): Linear(in_features=3, out_features=2, bias=True)
     )
     """
-    merged = copy.deepcopy(module)
-
-    def merge(m):
-        if isinstance(m, LowRankLinear):
-            w = m.second.weight.detach() @ m.first.weight.detach()
-            lin = nn.Linear(w.shape[1], w.shape[0], bias=m.second.bias is not None,
-                            dtype=w.dtype, device=w.device)
-            with torch.no_grad():
-                lin.weight.copy_(w)
-                if m.second.bias is not None:
-                    lin.bias.copy_(m.second.bias.detach())
-            return lin
-        if getattr(m, "_merge_unwrap", False):
-            return merge(m.head)
-        for name, child in list(m.named_children()):
-            setattr(m, name, merge(child))
-        return m
-
-    merged = merge(merged)
-    if dtype is not None:
-        merged.to(dtype)
-    merged.eval()
-    merged.requires_grad_(False)
-    return merged
+    return merge_layers(module, dtype)

@@ -26,7 +26,13 @@ from tqdm.auto import tqdm
 
 from ._outputs import find_logits
 
-__all__ = ["FeatureStore", "backbone_fingerprint", "extract_head_inputs", "row_keys"]
+__all__ = [
+    "FeatureStore",
+    "backbone_fingerprint",
+    "extract_features",
+    "extract_head_inputs",
+    "row_keys",
+]
 
 _NOT_LAST = (
     "The head's output is not the logits of the backbone's output. The head "
@@ -127,6 +133,25 @@ def extract_head_inputs(model, head, data, *, batch_size, device, float_dtype,
     finally:
         for h in handles:
             h.remove()
+
+
+def extract_features(model, head, data, **kwargs):
+    """Every row's frozen features as one tensor (see :func:`extract_head_inputs`).
+
+    Filled in place: a list of batches and its concatenation would hold the
+    features twice at the peak.
+
+    Returns
+    -------
+    features : torch.Tensor of shape (n_samples, d), float32
+    """
+    out, start = None, 0
+    for f in extract_head_inputs(model, head, data, **kwargs):
+        if out is None:
+            out = torch.empty((len(data), *f.shape[1:]), dtype=f.dtype, device=f.device)
+        out[start : start + len(f)] = f
+        start += len(f)
+    return out
 
 
 def backbone_fingerprint(backbone, *parts):

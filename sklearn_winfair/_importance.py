@@ -1,8 +1,10 @@
 """Empirical Fisher row importance of a head, per group (paper Eq. 1).
 
-Pure functions on tensors. The estimator calls :func:`group_row_importance`
-on the pre-trained head and the new task's training rows, then
-:func:`neutral_importance` to mix the groups' importances.
+Pure functions on tensors. The estimator calls :func:`layer_importances`,
+which runs :func:`group_row_importance` on the pre-trained head and the new
+task's training rows, then mixes the groups' importances for the chosen
+``importance`` (:func:`neutral_importance` for the paper's, the row-count
+weighted pool for FWSVD, ones for plain SVD).
 
 Orientation follows the paper: a linear layer computes ``Z = X W + b`` with
 ``W`` of shape ``(d, k)``; torch stores ``weight = W.T``. Row ``j`` of ``W``
@@ -16,26 +18,12 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
+from ._layers import linear_layer_names
+
 #: Entries of ``sqrt(I)`` below this fraction of the largest entry are raised
 #: to it, so ``Ihat^{-1}`` stays finite for dead features (see Notes of
 #: :func:`neutral_importance`).
 IMPORTANCE_FLOOR = 1e-6
-
-
-def linear_layer_names(head):
-    """Return the names of the ``nn.Linear`` layers inside ``head``, in order.
-
-    Parameters
-    ----------
-    head : torch.nn.Module
-        A linear layer or a module holding several.
-
-    Returns
-    -------
-    names : list of str
-        ``""`` stands for ``head`` itself when it is an ``nn.Linear``.
-    """
-    return [name for name, m in head.named_modules() if isinstance(m, nn.Linear)]
 
 
 def _per_sample_rows_closed_form(layer, x, y):
@@ -295,3 +283,60 @@ def floor_importance(ihat, *, floor=IMPORTANCE_FLOOR):
     if not np.isfinite(top) or top <= 0 or not np.all(np.isfinite(ihat)):
         return np.ones_like(ihat)
     return np.maximum(ihat, floor * top)
+
+
+def layer_importances(head, names, importance, source, y, codes, n_groups, *,
+                      sample_weight=None, mix=None, batch_size=1024):
+    """Return the importance diagonal of each layer to factorize.
+
+    Parameters
+    ----------
+    head : torch.nn.Module
+        The float32 head to factorize (pre-trained or probe).
+    names : list of str
+        Its ``nn.Linear`` layers to factorize (``""``: the head itself).
+    importance : {"neutral", "fisher", "uniform"}
+        ``"uniform"``: ones (plain SVD); ``"fisher"``: the pooled Fisher
+        over all rows, ``sqrt(sum_s n_s I_s / n)`` (FWSVD); ``"neutral"``:
+        ``sum_s mix_s sqrt(I_s)`` (the paper's ``Ihat_N``).
+    source : torch.Tensor or iterable
+        The head's input (cached features), or an iterable of
+        ``(features, y, codes, weights)`` batches (see
+        :func:`group_row_importance`).
+    y, codes : torch.Tensor of shape (n_samples,)
+        Encoded labels and group codes (zeros without groups), on the
+        features' device.
+    n_groups : int
+    sample_weight : torch.Tensor of shape (n_samples,) or None, default=None
+    mix : ndarray of shape (n_groups,) or None, default=None
+        Group weights of ``Ihat_N`` (``"neutral"`` only).
+    batch_size : int, default=1024
+
+    Returns
+    -------
+    ihats : dict of str to ndarray of shape (d_layer,)
+    group_rows : dict of str to ndarray of shape (n_groups, d_layer) or None
+        The raw ``I_s`` (``None`` for ``"uniform"``).
+    """
+    if importance == "uniform":
+        ihats = {}
+        for n in names:
+            layer = head.get_submodule(n) if n else head
+            ihats[n] = np.ones(layer.in_features)
+        return ihats, None
+    rows = group_row_importance(
+        head, source, y, codes, n_groups, batch_size=batch_size,
+        sample_weight=sample_weight,
+    )
+    rows = {n: rows[n] for n in names}
+    if importance == "fisher":
+        # pooled Fisher = (weighted) row-count-weighted mean of the groups'
+        counts = np.bincount(
+            codes.cpu().numpy(), minlength=n_groups,
+            weights=None if sample_weight is None else sample_weight.cpu().numpy(),
+        ).astype(float)
+        pooled = {n: (counts / counts.sum()) @ r for n, r in rows.items()}
+        ihats = {n: floor_importance(np.sqrt(v)) for n, v in pooled.items()}
+    else:
+        ihats = {n: neutral_importance(r, mix) for n, r in rows.items()}
+    return ihats, rows

@@ -52,14 +52,15 @@ def text_task(n=96, seed=0):
 def test_bert_with_dict_input_fits_and_predicts():
     """Token ids reach BERT as int64 through forward's keyword arguments."""
     X, y, s = text_task()
-    clf = FairLowRankFineTuner(tiny_bert(), rank=4, **FAST)
+    clf = FairLowRankFineTuner(tiny_bert(), rank=4, solver="adam", **FAST)
     clf.fit(X, y, sensitive_features=s)
     assert clf.head_name_ == "classifier" and clf.ranks_ == {"classifier": 2}
     assert clf.input_shape_ == {"X['input_ids']": (10,), "X['attention_mask']": (10,)}
     proba = clf.predict_proba(X)
     assert proba.shape == (len(y), 2) and np.all(np.isfinite(proba))
     # without a cache, the trunk runs every step and gives the same kind of model
-    nocache = FairLowRankFineTuner(tiny_bert(), rank=4, cache_features=False, **FAST)
+    nocache = FairLowRankFineTuner(tiny_bert(), rank=4, cache_features=False,
+                                   solver="adam", **FAST)
     nocache.fit(SliceDict(**X), y, sensitive_features=s)
     np.testing.assert_allclose(nocache.predict_proba(X), proba, atol=1e-5)
 
@@ -80,7 +81,8 @@ def test_bert_probe_head_for_three_string_classes():
     """A 2-label BERT head becomes a 3-class probe; labels are strings."""
     X, y, s = text_task(n=90)
     labels = np.array(["neg", "neu", "pos"])[X["input_ids"][:, 1] % 3]
-    clf = FairLowRankFineTuner(tiny_bert(), head_init="probe", rank=2, **FAST)
+    clf = FairLowRankFineTuner(tiny_bert(), head_init="probe", rank=2,
+                               solver="adam", **FAST)
     clf.fit(X, labels, sensitive_features=s)
     assert list(clf.classes_) == ["neg", "neu", "pos"]
     assert set(clf.predict(X)) <= {"neg", "neu", "pos"}
@@ -369,13 +371,14 @@ def test_head_classes_maps_columns_to_labels():
         head.bias.zero_()
     labels = np.array(names)[digit]
     clf = FairLowRankFineTuner(nn.Sequential(head), head_classes=names, rank=None,
-                               lr=1e-6, max_epochs=1, random_state=0)
+                               solver="adam", lr=1e-6, max_epochs=1, random_state=0)
     clf.fit(X, labels)
     assert clf.score(X, labels) == 1.0
     assert list(clf.classes_) == names
     with pytest.warns(HeadClassesWarning, match="sorted label"):
         wrong = FairLowRankFineTuner(nn.Sequential(head), rank=None, lr=1e-6,
-                                     max_epochs=1, random_state=0).fit(X, labels)
+                                     solver="adam", max_epochs=1,
+                                     random_state=0).fit(X, labels)
     assert wrong.score(X, labels) < 0.5
     match = r"labels \['ten'\] that are not in head_classes"
     with pytest.raises(ValueError, match=match):

@@ -25,7 +25,7 @@ from sklearn_winfair import (
     make_fairness_scorer,
 )
 
-FAST = dict(max_epochs=4, lr=0.05, batch_size=64, random_state=0)
+FAST = dict(solver="adam", max_epochs=4, lr=0.05, batch_size=64, random_state=0)
 
 
 @pytest.fixture

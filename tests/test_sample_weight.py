@@ -210,7 +210,7 @@ def test_scorers_pass_routed_sample_weight():
 # the estimator: deterministic parts of a weighted fit
 # --------------------------------------------------------------------------
 #: One SGD epoch at lr=1e-12 leaves the head as the weighted SVD made it.
-AT_INIT = dict(max_epochs=1, optimizer=torch.optim.SGD, lr=1e-12, random_state=0)
+AT_INIT = dict(max_epochs=1, solver="sgd", lr=1e-12, random_state=0)
 
 
 def _init_fit(backbone, X, y, s, w=None, **params):
@@ -304,7 +304,7 @@ def test_weights_reach_the_training_loss_and_the_penalty(penalty):
     w = (np.random.RandomState(4).uniform(size=200) < 0.6).astype(float)
     kept = w > 0
     # batch_size above n: one batch holding the same rows, in any order
-    params = dict(rank=None, max_epochs=3, optimizer=torch.optim.SGD, lr=0.5,
+    params = dict(rank=None, max_epochs=3, solver="sgd", lr=0.5,
                   batch_size=512, random_state=0,
                   fairness_penalty=penalty, penalty_strength=2.0)
     weighted = FairLowRankFineTuner(mlp_backbone(), **params).fit(

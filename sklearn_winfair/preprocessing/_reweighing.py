@@ -9,22 +9,12 @@ provides it, so it is computed here with numpy.
 # License: BSD 3 clause
 
 import numpy as np
-import pandas as pd
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import column_or_1d
 
 from .._validation import check_sensitive_features, encode_groups
 
 __all__ = ["reweighing_weights"]
-
-
-def _n_rows(sensitive_features, default):
-    """Rows of ``sensitive_features`` (a mapping holds columns), else ``default``."""
-    if isinstance(sensitive_features, dict):
-        return len(pd.DataFrame(sensitive_features))
-    if hasattr(sensitive_features, "__len__"):
-        return len(sensitive_features)
-    return default
 
 
 def reweighing_weights(y, *, sensitive_features):
@@ -99,12 +89,7 @@ def reweighing_weights(y, *, sensitive_features):
     n = len(y)
     if n == 0:
         raise ValueError("y is empty; reweighing needs at least one row.")
-    n_rows = _n_rows(sensitive_features, n)
-    if n_rows != n:
-        raise ValueError(
-            f"sensitive_features has {n_rows} rows but y has {n}; they must match."
-        )
-    labels = check_sensitive_features(sensitive_features, n)
+    labels = check_sensitive_features(sensitive_features, n, against="y")
     _, s_codes = encode_groups(labels)
     _, y_codes = np.unique(y, return_inverse=True)
     y_codes = np.asarray(y_codes).ravel()
