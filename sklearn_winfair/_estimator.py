@@ -247,6 +247,11 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         Diagonal of ``Ihat_N`` (``importance="neutral"`` only).
     n_trainable_params_ : int
         Number of parameters trained.
+    cast_integers_ : bool
+        Whether integer ``X`` is cast to the trunk's float dtype (one batch
+        at a time), because the backbone's first batch rejected integers
+        (a float MLP fed integer features); token ids the backbone takes
+        stay integers.
     solver_ : {"lbfgs", "adam", "sgd"}
         The solver that ran (``solver="auto"`` resolved).
     n_iter_ : int
@@ -528,6 +533,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
 
         # 7. fitted attributes
         self.classes_, self.groups_, self.head_name_ = fd.classes, fd.groups, head_name
+        self.cast_integers_ = fd.X.cast_integers
         self._head_dtype = head_dtype
         self._feature_key = store
         qualified = {n: ".".join(p for p in (head_name, n) if p) for n in names}
@@ -554,24 +560,22 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     def _logits(self, X):
         check_is_fitted(self)
         data = check_input(self, X, reset=False)
+        data.cast_integers = getattr(self, "cast_integers_", False)
         device = torch.device(self.device)
         self.model_.eval()
         head = self.model_.get_submodule(self.head_name_)
         extract = _Extractor(self, self.model_, head, device, float_dtype(self.model_))
-        if getattr(self, "_feature_key", None) is not None:
-            # the feature store knows the trunk's output for rows it has seen
-            # (a grid search's validation folds): run only the head on them
-            features = extract.all(data, self._feature_key, purpose="predict",
-                                   seed=0, check=False)
-            return torch.cat([
-                head(features[i : i + self.batch_size]).double()
-                for i in range(0, len(features), self.batch_size)
-            ])
+        # the trunk's features (from the feature store for rows it has seen,
+        # e.g. a grid search's validation folds), then the head alone, in
+        # float64: the fitted head is the last step of forward (checked in
+        # fit), and float64 keeps a row's scores independent of the batch it
+        # is in (scikit-learn's check_methods_subset_invariance)
+        features = extract.all(data, getattr(self, "_feature_key", None),
+                               purpose="predict", seed=0, check=False)
+        head64 = copy.deepcopy(head).double()
         return torch.cat([
-            extract.logits(
-                self.model_, data.batch(i, i + self.batch_size, device, extract.dtype)
-            ).double()
-            for i in range(0, len(data), self.batch_size)
+            head64(features[i : i + self.batch_size].double())
+            for i in range(0, len(features), self.batch_size)
         ])
 
     def predict_proba(self, X):

@@ -93,11 +93,14 @@ class InputData:
     [[0, 1], [2, 3]]
     """
 
-    def __init__(self, data):
+    def __init__(self, data, *, cast_integers=False):
         if isinstance(data, Mapping):
             self.data = {k: _as_tensor(v) for k, v in data.items()}
         else:
             self.data = _as_tensor(data)
+        #: Cast integer X to the trunk's float dtype per batch: set when the
+        #: backbone's first batch rejected integers (a float MLP fed int X).
+        self.cast_integers = cast_integers
 
     @property
     def is_mapping(self):
@@ -116,6 +119,8 @@ class InputData:
     def _cast(self, t, device, float_dtype):
         """Copy ``t`` to ``device``; floats become ``float_dtype`` on the way."""
         is_float = float_dtype is not None and _is_float_dtype(t.dtype)
+        if self.cast_integers and not t.is_floating_point():
+            return t.to(device=device, dtype=float_dtype or torch.float32, copy=True)
         if t.dtype == torch.bool or is_float:
             return t.to(device=device, dtype=float_dtype or torch.float32, copy=True)
         return t.to(device=device, copy=True)
@@ -148,7 +153,7 @@ class InputData:
         idx = torch.as_tensor(indices, dtype=torch.long)
         if self.is_mapping:
             return InputData({k: v[idx] for k, v in self.data.items()})
-        return InputData(self.data[idx])
+        return InputData(self.data[idx], cast_integers=self.cast_integers)
 
     def shapes(self):
         """Trailing shape of each tensor (without the row axis)."""
@@ -157,10 +162,25 @@ class InputData:
     def forward(self, model, batch):
         """Call ``model`` on one batch (keyword arguments for a mapping).
 
-        An integer input that the backbone cannot take (a float layer fed
-        integer features) gets an error that says so and how to cast.
+        Numeric input is numeric input: a single integer tensor that the
+        backbone cannot take (a float layer fed integer features, as
+        scikit-learn's checks pass) is cast to the trunk's float dtype, and
+        :attr:`cast_integers` records it for every later batch (and, through
+        the estimator's ``cast_integers_``, for predict). Token ids in a
+        mapping are never cast; there the error says how to cast.
         """
-        return call_backbone(model, batch)
+        try:
+            return call_backbone(model, batch)
+        except TypeError:
+            if self.is_mapping or self.cast_integers or batch.is_floating_point():
+                raise
+            dtype = next(
+                (p.dtype for p in model.parameters() if p.is_floating_point()),
+                torch.float32,
+            )
+            out = call_backbone(model, batch.to(dtype))
+            self.cast_integers = True
+            return out
 
 
 def call_backbone(model, batch):

@@ -546,6 +546,10 @@ def train(net, dataset, *, solver, max_iter, max_epochs, threads):
         state = net.optimizer_.state[net.optimizer_.param_groups[0]["params"][0]]
         n_iter = int(state.get("n_iter", 0))
         limit, what = max_iter, "max_iter"
+        max_eval = net.optimizer_.param_groups[0]["max_eval"]
+        if state.get("func_evals", 0) >= max_eval and n_iter < max_iter:
+            # torch's L-BFGS also stops at max_eval (1.25 max_iter) evaluations
+            n_iter, limit = max_iter, max_iter
         # skorch records the loss of L-BFGS's first evaluation; the history
         # should say where the optimization ended
         with torch.no_grad(), torch_threads(threads):

@@ -43,6 +43,26 @@ def mlp_head_backbone(n_in=5, seed=0, n_out=3):
     )
 
 
+class PadOnly(nn.Module):
+    """Pad or truncate the feature axis to ``width``; no cast (a plain model)."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.width = width
+
+    def forward(self, x):
+        n = x.shape[1]
+        if n >= self.width:
+            return x[:, : self.width]
+        return nn.functional.pad(x, (0, self.width - n))
+
+
+def plain_any_width_backbone(seed=0):
+    """Like :func:`any_width_backbone` with nothing in forward that casts X."""
+    torch.manual_seed(seed)
+    return nn.Sequential(PadOnly(10), nn.Linear(10, 16), nn.ReLU(), nn.Linear(16, 2))
+
+
 def any_width_backbone(seed=0):
     """Accepts any number of features (for scikit-learn's common checks)."""
     torch.manual_seed(seed)

@@ -118,13 +118,34 @@ def test_embedding_bag_gets_exact_int64_ids_above_2_24():
     assert not torch.equal(as_float % 97, torch.from_numpy(ids) % 97)
 
 
-def test_integer_features_into_a_float_layer_get_a_clear_error(task):
-    """Integer X is not cast; a float backbone says how to cast it."""
+def test_integer_features_into_a_float_layer_are_cast_once_and_remembered(task):
+    """Numeric X is numeric: a float MLP fed int64 X fits as on the same floats."""
     X, y, s = task
+    X_int = (X * 10).astype(np.int64)
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=None, **FAST).fit(X_int, y)
+    assert clf.cast_integers_
+    ref = FairLowRankFineTuner(mlp_backbone(), rank=None, **FAST).fit(
+        X_int.astype(np.float32), y
+    )
+    assert not ref.cast_integers_
+    np.testing.assert_array_equal(clf.predict_proba(X_int),
+                                  ref.predict_proba(X_int.astype(np.float32)))
+
+
+def test_integer_token_ids_in_a_mapping_are_never_cast():
+    """Ids passed by keyword stay integers: a float layer there still says why."""
+    X = {"x": np.arange(40, dtype=np.int64).reshape(20, 2)}
+
+    class KwModel(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc = nn.Linear(2, 2)
+
+        def forward(self, x):
+            return self.fc(x)
+
     with pytest.raises(TypeError, match=r"X.astype\('float32'\)"):
-        FairLowRankFineTuner(mlp_backbone(), rank=None, **FAST).fit(
-            (X * 10).astype(np.int64), y
-        )
+        FairLowRankFineTuner(KwModel(), rank=None).fit(X, np.arange(20) % 2)
 
 
 # ------------------------------------------------------------- image models
