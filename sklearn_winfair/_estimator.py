@@ -19,6 +19,7 @@ computes the metrics (:mod:`sklearn_winfair.metrics`).
 """
 
 import copy
+import time
 from numbers import Integral, Real
 
 import torch
@@ -31,7 +32,7 @@ from torch import nn
 from ._factorize import factorize_linear
 from ._features import extract_features, extract_head_inputs
 from ._importance import layer_importances
-from ._inputs import InputData, call_backbone, check_input
+from ._inputs import InputData, check_input
 from ._layers import (
     FloatHead,
     float_dtype,
@@ -40,8 +41,8 @@ from ._layers import (
     merge_layers,
     replace_submodule,
     same_state_outside,
+    unwrap,
 )
-from ._outputs import find_logits
 from ._store import backbone_fingerprint, cached_features
 from ._training import (
     RESERVED_NET_PARAMS,
@@ -436,7 +437,10 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         """
         before = dict(self.__dict__)
         try:
-            self._fit(X, y, sensitive_features, sample_weight)
+            # training needs autograd, also when the caller is inside
+            # torch.no_grad() or torch.inference_mode()
+            with torch.inference_mode(False), torch.enable_grad():
+                self._fit(X, y, sensitive_features, sample_weight)
         except BaseException:
             # a fit that raises leaves the estimator as it was
             self.__dict__.clear()
@@ -445,6 +449,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         return self
 
     def _fit(self, X, y, sensitive_features, sample_weight):
+        start = time.perf_counter()
         # 1. everything cheap, before the backbone runs once
         device = check_device(self.device)
         check_params(self, RESERVED_NET_PARAMS)
@@ -479,7 +484,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             last = names[-1]
             inputs = extract.layer_inputs(work, last, features, fd.X)
             work = fit_probe(work, last, inputs, fd.y, fd.n_classes,
-                             fd.sample_weight, device)
+                             fd.raw_sample_weight, device)
             head = copy.deepcopy(work).to(head_dtype)  # the trunk's own head too
             model = replace_submodule(model, head_name, head)
             extract = _Extractor(self, model, head, device, trunk_dtype)
@@ -511,7 +516,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             module = HeadModule(new_head)
             dataset = TensorBatches(features, y_t, extra, device)
         else:
-            module = TrunkAndHead(model, new_head, extract.logits)
+            module = TrunkAndHead(model, new_head, self.output)
             dataset = TensorBatches(fd.X, y_t, extra, device, trunk_dtype)
         train_split = self.train_split
         if self.early_stopping:
@@ -554,6 +559,19 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.solver_, self.n_iter_ = solver, n_iter
         self.net_ = net
         self.model_ = freeze(model)
+        if self.verbose > 0:
+            print(self._summary(time.perf_counter() - start), flush=True)
+
+    def _summary(self, seconds):
+        """One line saying what was fitted (printed with ``verbose >= 1``)."""
+        ranks = ", ".join(f"{k}: {v}" for k, v in self.ranks_.items()) or "none"
+        return (
+            f"{type(self).__name__}: head {self.head_name_!r}, ranks {{{ranks}}}, "
+            f"{self.n_trainable_params_} trainable parameters, solver "
+            f"{self.solver_!r}, {self.n_iter_} "
+            f"{'iterations' if self.solver_ == 'lbfgs' else 'epochs'}, "
+            f"{seconds:.2f} s."
+        )
 
     # -------------------------------------------------------------- predict
     @torch.no_grad()
@@ -572,11 +590,23 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         # is in (scikit-learn's check_methods_subset_invariance)
         features = extract.all(data, getattr(self, "_feature_key", None),
                                purpose="predict", seed=0, check=False)
-        head64 = copy.deepcopy(head).double()
-        return torch.cat([
-            head64(features[i : i + self.batch_size].double())
+        inner = head.head if isinstance(head, FloatHead) else head  # casts to f32
+        head64 = copy.deepcopy(inner).double()
+        logits = torch.cat([
+            head64(features[i : i + self.batch_size].double()).flatten(1)
             for i in range(0, len(features), self.batch_size)
         ])
+        bad = torch.nonzero(~torch.isfinite(logits).all(dim=1)).flatten()
+        if len(bad):
+            rows = bad[:10].tolist()
+            raise ValueError(
+                f"The backbone produced non-finite values (NaN or inf) for "
+                f"{len(bad)} of {len(logits)} rows of X (rows {rows}"
+                f"{' ...' if len(bad) > 10 else ''}), so they have no prediction. "
+                "Check those rows, or the backbone's numerics (an overflow in "
+                "float16?)."
+            )
+        return logits
 
     def predict_proba(self, X):
         """Return class probabilities (softmax of the logits), as float64.
@@ -640,7 +670,21 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             ``state_dict`` loads into a fresh copy of the pre-trained model,
             and a ``torch.save``-d module loads where only torch is
             installed. ``False`` keeps the low-rank layers (fewer
-            parameters; needs ``sklearn_winfair`` to unpickle).
+            parameters; needs ``sklearn_winfair`` to unpickle). A backbone
+            wrapped by ``torch.compile`` or ``nn.DataParallel`` is unwrapped
+            either way, so the keys carry no ``_orig_mod.`` / ``module.``
+            prefix.
+
+        Notes
+        -----
+        With a float16 / bfloat16 backbone the merged head is cast back to
+        the backbone's dtype, so the export is exactly the user's
+        architecture; :meth:`predict_proba` runs the head in float64 on the
+        trunk's features, so the two can disagree where the half-precision
+        head's rounding flips a near-tie (1 of 256 rows in our bf16 test). To
+        serve the estimator's exact predictions, keep the head in float32:
+        ``export_module()`` then ``module.<head>.float()`` with an input cast,
+        or call :meth:`predict_proba`.
 
         Returns
         -------
@@ -669,6 +713,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             head = module.get_submodule(self.head_name_)
             merged = merge_layers(head, dtype=self._head_dtype)
             module = replace_submodule(module, self.head_name_, merged)
+            module = unwrap(module)  # the user's architecture: no compile/DP prefix
         return freeze(module)
 
     # --------------------------------------------------------------- pickle
@@ -707,6 +752,22 @@ def _factorize_head(head, names, ihats, rank):
     return new_head, ranks, errors
 
 
+def check_finite_features(features, batch_size, offset=0):
+    """Raise a ValueError naming the rows and batches where the trunk gave NaN/inf."""
+    finite = torch.isfinite(features.reshape(len(features), -1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    bad = torch.nonzero(~finite).flatten().cpu() + offset
+    batches = sorted({int(i) // batch_size for i in bad[:1000]})
+    raise ValueError(
+        f"The backbone produced non-finite values (NaN or inf) in its features "
+        f"(the head's input) for {len(bad)} rows, first in batch {batches[0]} "
+        f"(batch_size={batch_size}; rows {bad[:10].tolist()}). The head cannot "
+        "be trained on them: check those rows of X, or the backbone's "
+        "numerics (an overflow in float16?)."
+    )
+
+
 class _Extractor:
     """The frozen model's forward passes for one fit or predict: features, logits.
 
@@ -729,7 +790,10 @@ class _Extractor:
 
     def rows(self, data, check=True):
         """Features of ``data`` (an InputData), computed by the backbone."""
-        return extract_features(self.model, self.head, data, **self._kwargs(check))
+        features = extract_features(self.model, self.head, data,
+                                    **self._kwargs(check))
+        check_finite_features(features, self.batch_size)
+        return features
 
     def all(self, data, store, *, purpose, seed, check=True):
         """Features of every row: from the feature store when there is one."""
@@ -767,7 +831,3 @@ class _Extractor:
             )))
             for f in sources
         ])
-
-    def logits(self, model, batch):
-        """Return the logits of ``model`` on one batch (kwargs for a mapping)."""
-        return find_logits(call_backbone(model, batch), self.output)

@@ -45,7 +45,9 @@ _NOT_LAST = (
 def _batches(n, batch_size, verbose, desc):
     starts = range(0, n, batch_size)
     if verbose:
-        starts = tqdm(starts, desc=desc, unit="batch", leave=False)
+        # disable=None: no bar when stderr is not a terminal (a log file gets
+        # no carriage returns and no "0%" leftovers)
+        starts = tqdm(starts, desc=desc, unit="batch", leave=False, disable=None)
     return starts
 
 
@@ -121,18 +123,50 @@ def extract_head_inputs(model, head, data, *, batch_size, device, float_dtype,
                     "The head was not called in the backbone's forward pass."
                 )
             if check_output and i == 0:
-                logits = find_logits(out, output)
-                head_out = captured["out"]
-                if not (
-                    isinstance(head_out, torch.Tensor)
-                    and logits.shape == head_out.shape
-                    and torch.equal(logits, head_out)
-                ):
-                    raise ValueError(_NOT_LAST)
+                check_head_is_last(model, head, find_logits(out, output),
+                                   captured["out"], captured["x"])
             yield captured["x"].detach().float()
     finally:
         for h in handles:
             h.remove()
+
+
+def _candidates(model, logits_width):
+    """Modules whose output could be the logits: linear layers of that width."""
+    return [
+        name for name, m in model.named_modules()
+        if name and getattr(m, "out_features", getattr(m, "out_channels", None))
+        == logits_width
+    ]
+
+
+def check_head_is_last(model, head, logits, head_out, head_in):
+    """Raise a ValueError unless ``head``'s output is the backbone's logits.
+
+    A head whose output is only flattened after it (a 1x1 convolution
+    classifier, ``(N, k, 1, 1)`` -> ``(N, k)``) counts as last. NaN in the
+    head's input is blamed on the backbone, not on the head's position.
+    """
+    if not bool(torch.isfinite(head_in).all()):
+        return  # the caller's finiteness check names the rows
+    if isinstance(head_out, torch.Tensor) and head_out.ndim > 2 and len(head_out):
+        head_out = head_out.reshape(len(head_out), -1)
+    if (
+        isinstance(head_out, torch.Tensor)
+        and logits.shape == head_out.shape
+        and torch.equal(logits, head_out)
+    ):
+        return
+    name = next((n for n, m in model.named_modules() if m is head), "?")
+    got = tuple(head_out.shape) if isinstance(head_out, torch.Tensor) else type(
+        head_out).__name__
+    width = logits.shape[-1] if logits.ndim else None
+    raise ValueError(
+        f"{_NOT_LAST} The head picked is {name!r} ({type(head).__name__}); its "
+        f"output has shape {got} where the logits have shape "
+        f"{tuple(logits.shape)}. Modules whose output width matches the "
+        f"logits: {_candidates(model, width)[-10:]}; pass head='<name>'."
+    )
 
 
 def extract_features(model, head, data, **kwargs):

@@ -17,6 +17,7 @@ Forms of ``X`` (see :func:`check_input`):
   passed to ``forward`` as keyword arguments, batched row-wise.
 """
 
+import re
 import warnings
 from collections.abc import Mapping
 
@@ -202,6 +203,18 @@ def call_backbone(model, batch):
             return model(**batch)
         return model(batch)
     except RuntimeError as exc:
+        width = _feature_mismatch(exc, batch)
+        if width is not None:
+            got, expected = width
+            raise ValueError(
+                f"X has {got} features per row but the backbone's first layer "
+                f"expects {expected} (torch: {str(exc).splitlines()[0]}). If a "
+                "preprocessing step before this estimator changed the number of "
+                "columns (a one-hot encoder refitted on other categories inside "
+                "cross-validation, say), fix its output width, e.g. "
+                "OneHotEncoder(handle_unknown='ignore') fitted once, or "
+                "categories= given explicitly."
+            ) from exc
         tensors = batch.values() if isinstance(batch, dict) else [batch]
         ints = sorted({str(t.dtype) for t in tensors if not t.is_floating_point()})
         msg = str(exc)
@@ -213,6 +226,56 @@ def call_backbone(model, batch):
                 "features, pass X.astype('float32')."
             ) from exc
         raise
+
+
+_MATMUL = re.compile(
+    r"mat1 and mat2 shapes cannot be multiplied \((\d+)x(\d+) and (\d+)x(\d+)\)"
+)
+
+
+def _feature_mismatch(exc, batch):
+    """``(got, expected)`` when ``exc`` says X's width does not fit the first layer."""
+    match = _MATMUL.search(str(exc))
+    if match is None or not isinstance(batch, torch.Tensor) or batch.ndim != 2:
+        return None
+    rows, got, expected = (int(match.group(i)) for i in (1, 2, 3))
+    if rows != batch.shape[0] or got != batch.shape[1] or got == expected:
+        return None
+    return got, expected
+
+
+def _shape_hint(shape, expected):
+    """Return the likely cause of rows ``shape[1:]`` where ``expected`` was fitted."""
+    row = tuple(shape[1:])
+    if len(expected) == 3:
+        c, h, w = expected
+        if row == (h, w, c):
+            return ("it looks channels-last (N x H x W x C): pass "
+                    "X.transpose(0, 3, 1, 2).")
+        if c == 1 and row == (h, w):
+            return "the channel axis is missing: pass X[:, None]."
+        if row == (c * h * w,):
+            return f"the images are flattened: pass X.reshape(-1, {c}, {h}, {w})."
+    if tuple(shape) == tuple(expected):
+        return "this is a single row without the row axis: pass X[None]."
+    return None
+
+
+def _check_shape_first(estimator, X):
+    """At predict, compare the row shape before scikit-learn counts features."""
+    expected = getattr(estimator, "input_shape_", {}).get("X")
+    shape = getattr(X, "shape", None)
+    if expected is None or shape is None or len(expected) < 2:
+        return
+    shape = tuple(shape)
+    if shape[1:] == tuple(expected):
+        return
+    hint = _shape_hint(shape, expected)
+    raise ValueError(
+        f"X has rows of shape {shape[1:]} (X.shape = {shape}), but the estimator "
+        f"was fitted on rows of shape {tuple(expected)}"
+        + (f"; {hint}" if hint else ".")
+    )
 
 
 def _mapping_input(X):
@@ -277,6 +340,8 @@ def check_input(estimator, X, *, reset):
     if isinstance(X, Mapping) and not sp.issparse(X):  # dok_matrix is a dict
         data = _mapping_input(X)
     elif isinstance(X, torch.Tensor):
+        if not reset:
+            _check_shape_first(estimator, X)
         if X.ndim < 2:
             raise ValueError(
                 f"X must have one row per sample and at least 2 dimensions, got "
@@ -286,6 +351,8 @@ def check_input(estimator, X, *, reset):
         if reset:
             estimator.n_features_in_ = int(X.shape[1])
     else:
+        if not reset:
+            _check_shape_first(estimator, X)
         # dtype="numeric" keeps integer and float dtypes; copy=False keeps a
         # memmap or read-only array shared (floats are cast per batch later)
         arr = validate_data(

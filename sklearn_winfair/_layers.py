@@ -30,6 +30,7 @@ __all__ = [
     "replace_submodule",
     "resolve_head",
     "same_state_outside",
+    "unwrap",
 ]
 
 
@@ -69,7 +70,7 @@ def check_not_lazy(model, argument="backbone"):
         )
 
 
-def resolve_head(model, head):
+def resolve_head(model, head, *, require_linear=True):
     """Return the qualified name of the head inside ``model``.
 
     Parameters
@@ -79,6 +80,10 @@ def resolve_head(model, head):
     head : str or None
         A name from ``model.named_modules()``, or ``None`` for the last
         ``nn.Linear`` by registration order.
+    require_linear : bool, default=True
+        Whether the named head must hold an ``nn.Linear`` (to factorize it,
+        or to fit a probe); without, any module with parameters is a head
+        (a 1x1 ``Conv2d`` classifier, fine-tuned with ``rank=None``).
 
     Returns
     -------
@@ -109,10 +114,18 @@ def resolve_head(model, head):
             f"that hold an nn.Linear (the last {len(shown)} of "
             f"{len(holders)}): {shown}."
         )
-    if not linear_layer_names(model.get_submodule(head)):
+    module = model.get_submodule(head)
+    if not linear_layer_names(module):
+        if not require_linear and any(True for _ in module.parameters()):
+            return head
+        why = (
+            " (rank=None fine-tunes a head of any layers, e.g. a 1x1 Conv2d "
+            "classifier; factorizing and head_init='probe' need nn.Linear)"
+            if require_linear else ""
+        )
         raise ValueError(
-            f"head={head!r} holds no torch.nn.Linear layer; name a module that "
-            f"does: {modules_holding_linear(model)[-15:]}."
+            f"head={head!r} holds no torch.nn.Linear layer{why}; name a module "
+            f"that does: {modules_holding_linear(model)[-15:]}."
         )
     return head
 
@@ -220,6 +233,49 @@ def merge_layers(module, dtype=None, *, copy=True):
 
 def _copy(module):
     return copy.deepcopy(module)
+
+
+def _wrapped(module):
+    """Return the module inside a ``torch.compile`` or DataParallel wrapper."""
+    if isinstance(module, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return module.module
+    inner = getattr(module, "_orig_mod", None)  # torch.compile's OptimizedModule
+    if isinstance(inner, nn.Module) and type(module).__name__ == "OptimizedModule":
+        return inner
+    return None
+
+
+def unwrap(module):
+    """Return ``module`` without ``torch.compile`` / ``DataParallel`` wrappers.
+
+    The wrappers prefix every ``state_dict`` key (``_orig_mod.``,
+    ``module.``), so an export that kept them would not load into the
+    user's own architecture. Wrappers are removed at any depth (in place
+    for the children).
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+
+    Returns
+    -------
+    torch.nn.Module
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_winfair._layers import unwrap
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 2))
+    >>> unwrap(torch.nn.DataParallel(net)) is net
+    True
+    """
+    while (inner := _wrapped(module)) is not None:
+        module = inner
+    for name, child in list(module.named_children()):
+        plain = unwrap(child)
+        if plain is not child:
+            setattr(module, name, plain)
+    return module
 
 
 def same_state_outside(model, reference, prefix):

@@ -20,12 +20,14 @@ plain torch loop does.
 import contextlib
 import copy
 import math
+import sys
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
 from skorch import NeuralNetClassifier
 from skorch.callbacks import (
     Callback,
@@ -35,11 +37,14 @@ from skorch.callbacks import (
     PrintLog,
     ProgressBar,
 )
+from skorch.utils import Ansi
 from torch import nn
 from torch.nn.utils import skip_init
 from torch.utils.data import Dataset, Subset
 
+from ._inputs import call_backbone
 from ._layers import FloatHead, replace_submodule  # noqa: F401 (FloatHead re-export)
+from ._outputs import find_logits
 from ._utils import warn_user
 from .exceptions import TrainingDivergedError
 from .penalties import demographic_parity_penalty, equalized_odds_penalty
@@ -210,7 +215,9 @@ class HeadModule(nn.Module):
         self.head = head
 
     def forward(self, x, **_):
-        return self.head(x)
+        out = self.head(x)
+        # a convolutional classifier's (N, k, 1, 1) output, flattened after it
+        return out if out.ndim == 2 else out.reshape(len(out), -1)
 
 
 class TrunkAndHead(nn.Module):
@@ -222,16 +229,17 @@ class TrunkAndHead(nn.Module):
         The frozen backbone with the new head in place.
     head : torch.nn.Module
         The trainable head inside ``model``.
-    call : callable
-        ``call(model, batch) -> logits`` (keyword arguments for a mapping,
-        logits found in any output format).
+    output : None, str, int or callable
+        Where the logits are in the backbone's output (see
+        :func:`~sklearn_winfair._outputs.find_logits`).
     """
 
-    def __init__(self, model, head, call):
+    def __init__(self, model, head, output=None):
         super().__init__()
         self.model = model
         self.head = head
-        self.call = call
+        self.output = output
+        self.nonfinite_input_ = False
 
     def train(self, mode=True):
         super().train(mode)
@@ -240,20 +248,83 @@ class TrunkAndHead(nn.Module):
         return self
 
     def forward(self, x, **_):
-        return self.call(self.model, x)
+        # watch the head's input: a NaN loss on finite X may be the trunk's
+        handle = self.head.register_forward_pre_hook(self._watch)
+        try:
+            return find_logits(call_backbone(self.model, x), self.output)
+        finally:
+            handle.remove()
+
+    def _watch(self, module, args):
+        if args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+            if not bool(torch.isfinite(args[0]).all()):
+                self.nonfinite_input_ = True
 
 
 class StopOnNonFiniteLoss(Callback):
     """Stop training with a clear error when the loss becomes NaN or inf."""
 
+    def initialize(self):
+        self.batches_ = 0
+        return self
+
     def on_batch_end(self, net, batch=None, training=False, loss=None, **kwargs):
-        if training and loss is not None and not math.isfinite(loss.item()):
-            epoch = len(net.history)
+        if not training or loss is None:
+            return
+        self.batches_ += 1
+        if math.isfinite(loss.item()):
+            return
+        epoch = len(net.history)
+        Xb = batch[0] if batch is not None else None
+        x = Xb.get("x") if isinstance(Xb, dict) else None
+        if isinstance(x, torch.Tensor) and x.is_floating_point() and not bool(
+            torch.isfinite(x).all()
+        ):
             raise TrainingDivergedError(
-                f"The training loss became {loss.item()} in epoch {epoch}. "
-                "Lower lr (or penalty_strength), or check the features for "
-                "extreme values."
+                f"The backbone produced non-finite values (NaN or inf) in the "
+                f"input of training batch {self.batches_ - 1} (epoch {epoch}); "
+                "check those rows of X."
             )
+        if getattr(net.module_, "nonfinite_input_", False):
+            raise TrainingDivergedError(
+                f"The backbone produced non-finite values (NaN or inf) in the "
+                f"head's input on training batch {self.batches_ - 1} (epoch "
+                f"{epoch}; batch 0 is the first); check those rows of X, or the "
+                "backbone's numerics (an overflow in float16?)."
+            )
+        if self.batches_ == 1:
+            raise TrainingDivergedError(
+                f"The training loss became {loss.item()} on the first batch, "
+                "before any update, on finite features: the head's logits "
+                "overflow (pre-trained head weights of extreme scale?). Check "
+                "the head's weights, or use head_init='probe'."
+            )
+        raise TrainingDivergedError(
+            f"The training loss became {loss.item()} in epoch {epoch}. "
+            "Lower lr (or penalty_strength), or check the features for "
+            "extreme values."
+        )
+
+
+class PlainPrintLog(PrintLog):
+    """skorch's per-epoch table, without ANSI colours when stdout is not a terminal.
+
+    A log file or a CI console gets plain text; a terminal keeps skorch's
+    colouring of the best values.
+    """
+
+    def format_row(self, row, key, color):
+        if not _is_terminal():
+            color = ""
+        text = super().format_row(row, key, color)
+        if not _is_terminal() and isinstance(text, str):
+            text = text.replace(Ansi.ENDC.value, "")
+        return text
+
+
+def _is_terminal():
+    stream = sys.stdout
+    return bool(getattr(stream, "isatty", None) and stream.isatty())
 
 
 class HeadNet(NeuralNetClassifier):
@@ -279,7 +350,7 @@ class HeadNet(NeuralNetClassifier):
             ("epoch_timer", EpochTimer()),
             ("train_loss", PassthroughScoring(name="train_loss", on_train=True)),
             ("valid_loss", PassthroughScoring(name="valid_loss")),
-            ("print_log", PrintLog()),
+            ("print_log", PlainPrintLog()),
         ]
 
     def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -389,9 +460,15 @@ def fit_probe(head, last_name, inputs, y, n_classes, sample_weight, device):
         With the probe in place of the last layer (grad off).
     """
     last = head.get_submodule(last_name) if last_name else head
+    Z = inputs.cpu().double().numpy()
+    # standardized, as a logistic regression should be fitted (its L2 penalty
+    # assumes features of unit scale: on features of std 3e-4 the unscaled
+    # probe stayed at chance), then folded back into the layer
+    scaler = StandardScaler().fit(Z, sample_weight=sample_weight)
     probe = LogisticRegression(max_iter=1000)
-    probe.fit(inputs.cpu().double().numpy(), y, sample_weight=sample_weight)
-    coef, intercept = probe.coef_, probe.intercept_
+    probe.fit(scaler.transform(Z), y, sample_weight=sample_weight)
+    coef = probe.coef_ / scaler.scale_
+    intercept = probe.intercept_ - coef @ scaler.mean_
     if n_classes == 2:  # one logit difference -> two symmetric columns
         coef = np.vstack([-coef / 2, coef / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
@@ -490,7 +567,7 @@ def make_net(module, est, *, solver, n_classes, n_groups, n_rows, train_split,
             sink=_ignore_sink,
         )))
     callbacks.append(("stop_on_nonfinite", StopOnNonFiniteLoss()))
-    if est.verbose > 1:
+    if est.verbose > 1 and _is_terminal():  # a bar is noise in a log file
         callbacks.append(("progress_bar", ProgressBar()))
     if solver == "lbfgs":
         optimizer, lr, max_epochs, batch_size = torch.optim.LBFGS, 1.0, 1, n_rows

@@ -212,24 +212,44 @@ def check_random_seed(random_state):
 MIN_ROWS_PER_CLASS = 2
 
 
-def check_device(device):
-    """Return ``torch.device(device)`` or a ValueError naming what is there."""
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as exc:
-        raise ValueError(f"device={device!r} is not a torch device: {exc}") from None
+#: Device names people write that torch spells otherwise.
+_DEVICE_ALIASES = {"gpu": "cuda", "nvidia": "cuda", "apple": "mps", "metal": "mps"}
+
+
+def _available_devices():
     available = ["cpu"]
     if torch.cuda.is_available():
         available += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     mps = getattr(torch.backends, "mps", None)
     if mps is not None and mps.is_available():
         available.append("mps")
+    return available
+
+
+def check_device(device):
+    """Return ``torch.device(device)``, or a one-line ValueError naming what is there.
+
+    torch's own errors for an unusable device run to a thousand characters
+    (the dispatcher's list of backends); the message here names the device,
+    the likely intended name, and the devices this machine has.
+    """
+    available = _available_devices()
+    alias = _DEVICE_ALIASES.get(str(device).split(":")[0].lower())
+    hint = f" Did you mean device={alias!r}?" if alias else ""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise ValueError(
+            f"device={device!r} is not a torch device name.{hint} Devices "
+            f"available here: {available}."
+        ) from None
     try:
         torch.empty(1, device=dev)
-    except (RuntimeError, AssertionError, AttributeError) as exc:
+    except (RuntimeError, AssertionError, AttributeError, NotImplementedError):
         raise ValueError(
-            f"device={device!r} is not usable on this machine ({exc}). Devices "
-            f"available here: {available}."
+            f"device={device!r} is not usable on this machine (this torch build "
+            f"or machine has no {dev.type} backend).{hint} Devices available "
+            f"here: {available}."
         ) from None
     return dev
 
@@ -248,6 +268,14 @@ def check_params(est, reserved_net_params):
     check_output_spec(est.output)
     if not isinstance(est.backbone, nn.Module):
         raise TypeError("backbone must be a torch.nn.Module.")
+    for name in ("rank", "max_epochs", "max_iter", "batch_size", "n_iter_no_change"):
+        value = getattr(est, name)
+        if isinstance(value, (bool, np.bool_)):
+            # bool is an Integral, so the declared Interval lets it through
+            raise TypeError(
+                f"{name} must be an int{' or None' if name == 'rank' else ''}, "
+                f"got {value!r} (a bool)."
+            )
     if est.early_stopping and est.train_split is not None:
         raise ValueError(
             "early_stopping=True holds out validation_fraction of the rows "
@@ -260,6 +288,32 @@ def check_params(est, reserved_net_params):
             f"net_params sets {clash}, which the estimator sets itself; use "
             f"its own parameter instead: {hints}."
         )
+
+
+def scale_weights(weights):
+    """Return ``weights`` divided by their mean (mean 1), finite, or an error.
+
+    The training loss, the penalties' group means and the Fisher are
+    weighted means, so a common factor changes nothing in exact arithmetic;
+    in float32 weights of 1e-30 underflow and 1e38 overflow. Dividing by the
+    mean (in float64) gives the result of weights of order 1. The linear
+    probe, whose regularization makes the weights' scale meaningful (as in
+    scikit-learn's ``LogisticRegression``), gets the original weights.
+
+    Parameters
+    ----------
+    weights : ndarray of shape (n_samples,), float64, non-negative
+    """
+    total = weights.sum()
+    if not np.isfinite(total):
+        # the sum overflowed float64: scale by the largest weight first
+        weights = weights / weights.max()
+        total = weights.sum()
+    if not total > 0:
+        raise ValueError(
+            "sample_weight sums to zero: at least one row needs a positive weight."
+        )
+    return weights / (total / len(weights))
 
 
 @dataclass
@@ -275,6 +329,9 @@ class FitData:
     groups : ndarray of shape (n_groups,) or None
     codes : ndarray of shape (n_samples,), int64 or None
     sample_weight : ndarray of shape (n_samples,), float64 or None
+        Scaled to mean 1 (:func:`scale_weights`).
+    raw_sample_weight : ndarray of shape (n_samples,), float64 or None
+        As the user passed them (for the probe's ``LogisticRegression``).
     """
 
     X: InputData
@@ -283,6 +340,7 @@ class FitData:
     groups: np.ndarray | None
     codes: np.ndarray | None
     sample_weight: np.ndarray | None
+    raw_sample_weight: np.ndarray | None = None
 
     @property
     def n_classes(self):
@@ -442,7 +500,7 @@ def group_mix(groups, alpha, group_weights):
     return check_group_weights(None, groups)
 
 
-def check_head(backbone, head, head_init, n_classes):
+def check_head(backbone, head, head_init, n_classes, *, needs_linear=True):
     """Resolve the head on the user's backbone and check its size; no forward pass.
 
     Returns
@@ -450,17 +508,28 @@ def check_head(backbone, head, head_init, n_classes):
     head_name : str
     """
     check_not_lazy(backbone)
-    name = resolve_head(backbone, head)
-    if head_init == "pretrained":
-        module = backbone.get_submodule(name)
+    name = resolve_head(backbone, head, require_linear=needs_linear)
+    module = backbone.get_submodule(name)
+    if head_init == "pretrained" and linear_layer_names(module):
         last_name = linear_layer_names(module)[-1]
         last = module.get_submodule(last_name) if last_name else module
         if last.out_features != n_classes:
+            hint = ""
+            if head is None:
+                fits = [n for n, m in backbone.named_modules()
+                        if isinstance(m, nn.Linear) and m.out_features == n_classes]
+                hint = (
+                    f" The head picked by default is {name!r} (the last nn.Linear "
+                    f"registered); nn.Linear layers with out_features={n_classes}: "
+                    f"{fits[-10:]}. If one of them is the classifier, pass "
+                    "head='<name>'."
+                )
             raise ValueError(
                 f"The head's last layer has out_features={last.out_features} "
                 f"but y has {n_classes} classes. Pass head_init='probe' to "
                 "fit a new output layer on the frozen features first, or "
                 "head_classes=[...] listing the label of every output column."
+                + hint
             )
     return name
 
@@ -479,19 +548,24 @@ def check_fit(est, X, y, sensitive_features, sample_weight):
         raise ValueError(f"y has {len(y)} rows but X has {n}; they must match.")
     check_classification_targets(y)
     classes, y_enc = encode_labels(y, est.head_classes, est.head_init)
-    weights = None
+    weights = raw_weights = None
     if sample_weight is not None:
         weights = _check_sample_weight(
             sample_weight, np.empty((n, 0)), dtype=np.float64,
             ensure_non_negative=True,
         )
+        raw_weights, weights = weights, scale_weights(weights)
     groups, codes = check_groups(est, sensitive_features, y_enc, classes)
     if est.fairness_penalty is not None and len(classes) != 2:
         raise ValueError(
             f"fairness_penalty={est.fairness_penalty!r} needs a binary "
             f"target, but y has {len(classes)} classes."
         )
-    head_name = check_head(est.backbone, est.head, est.head_init, len(classes))
+    head_name = check_head(
+        est.backbone, est.head, est.head_init, len(classes),
+        needs_linear=est.rank is not None or est.head_init == "probe",
+    )
     if est.head_init == "pretrained":
         warn_label_order(classes, est.head_classes, est.head_init)
-    return FitData(data, y_enc, classes, groups, codes, weights), head_name
+    fd = FitData(data, y_enc, classes, groups, codes, weights, raw_weights)
+    return fd, head_name

@@ -150,7 +150,8 @@ def test_export_module_reproduces_predictions(task):
     assert isinstance(unmerged[2], LowRankLinear)
     with torch.no_grad():
         proba = torch.softmax(unmerged(torch.from_numpy(X)), dim=1).double().numpy()
-    np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=1e-6, atol=1e-12)
+    # predict runs the head in float64, the export in float32
+    np.testing.assert_allclose(proba, clf.predict_proba(X), rtol=1e-5, atol=1e-12)
 
 
 def test_trunk_is_frozen_and_caller_backbone_untouched(task):
