@@ -241,3 +241,28 @@ def test_unfitted_and_missing_package(tmp_path, monkeypatch):
         r"'safetensors'.*pip install safetensors",
     ):
         save_fitted(clf, tmp_path / "x.safetensors")
+
+
+def test_bfloat16_backbone_round_trip(tmp_path):
+    """A bf16 trunk loads into a fresh bf16 copy; its proba equals the export's.
+
+    The merged export runs the head in bf16 (issue 17), so the loaded estimator
+    agrees with the original's export exactly and with its float32-head
+    predict_proba only to bf16 rounding.
+    """
+    X, y, s = make_task(n=120)
+    clf = FairLowRankFineTuner(
+        mlp_backbone().to(torch.bfloat16), rank=1, max_epochs=2, random_state=0
+    ).fit(X, y, sensitive_features=s)
+    path = tmp_path / "bf16.safetensors"
+    save_fitted(clf, path)
+    loaded = load_fitted(path, mlp_backbone(seed=4).to(torch.bfloat16))
+    with torch.no_grad():
+        logits = clf.export_module()(torch.as_tensor(X).to(torch.bfloat16))
+    expected = torch.softmax(logits.double(), dim=1).numpy()
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+    np.testing.assert_allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-2)
+    with pytest.raises(
+        ValueError, match=r"'0.bias' has dtype torch.float32, saved torch.bfloat16"
+    ):
+        load_fitted(path, mlp_backbone())
