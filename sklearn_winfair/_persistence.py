@@ -66,6 +66,10 @@ _MESSAGE_UNSAVED_PARAMS = (
     "(types: {types}); pass them to load_fitted, e.g. "
     "load_fitted(path, backbone, {example}=...)."
 )
+_MESSAGE_DEVICE = (
+    "device={device!r} (saved, or passed to load_fitted) is not available here "
+    "({error}). Pass another one: load_fitted(path, backbone, device='cpu')."
+)
 _MESSAGE_UNKNOWN_PARAMS = (
     "load_fitted got unknown parameters {names}; the estimator's parameters are "
     "{known}."
@@ -95,14 +99,12 @@ def _encode(value, tensors, where):
 
     Raise ``TypeError`` naming ``where`` for a value that has no safe form.
     """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, numbers.Integral) and not isinstance(value, np.generic):
-        return int(value)
-    if isinstance(value, float):
-        return value
-    if isinstance(value, np.generic):
+    if isinstance(value, np.generic):  # before str and float: np.str_, np.float64
         return {"__scalar__": value.dtype.str, "value": value.item()}
+    if value is None or isinstance(value, (bool, str, float)):
+        return value
+    if isinstance(value, numbers.Integral):
+        return int(value)
     if isinstance(value, (list, tuple)):
         items = [_encode(v, tensors, f"{where}[{i}]") for i, v in enumerate(value)]
         return items if isinstance(value, list) else {"__tuple__": items}
@@ -510,11 +512,22 @@ def load_fitted(path, backbone, **params):
     if changed:
         _load_into(pretrained, {**model_state, **changed})
 
-    estimator = FairLowRankFineTuner(pretrained, **saved)
+    try:
+        estimator = FairLowRankFineTuner(pretrained, **saved)
+    except TypeError as exc:  # a parameter this version no longer has
+        raise ValueError(
+            _MESSAGE_NOT_OURS.format(
+                path=str(path), why=f"its parameters do not fit this version ({exc})"
+            )
+        ) from exc
     for name, value in doc["fitted"].items():
         setattr(estimator, name, _decode(value, tensors))
-    device = torch.device(estimator.device)
-    model = model.to(device).eval()
+    try:
+        model = model.to(torch.device(estimator.device)).eval()
+    except (RuntimeError, AssertionError) as exc:  # e.g. no CUDA on this machine
+        raise ValueError(
+            _MESSAGE_DEVICE.format(device=estimator.device, error=exc)
+        ) from exc
     for p in model.parameters():
         p.requires_grad_(False)
     estimator.model_ = model

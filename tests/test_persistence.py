@@ -266,3 +266,41 @@ def test_bfloat16_backbone_round_trip(tmp_path):
         ValueError, match=r"'0.bias' has dtype torch.float32, saved torch.bfloat16"
     ):
         load_fitted(path, mlp_backbone())
+
+
+def test_early_stopping_fit_round_trips(tmp_path):
+    """A fit with early_stopping (whose skorch net holds a lambda) saves and loads."""
+    clf, X, _, _ = _fitted(early_stopping=True, n_iter_no_change=1)
+    path = tmp_path / "early.safetensors"
+    save_fitted(clf, path)
+    loaded = load_fitted(path, mlp_backbone())
+    assert loaded.early_stopping is True
+    np.testing.assert_array_equal(loaded.predict_proba(X), _export_proba(clf, X))
+
+
+def test_export_with_other_keys_than_the_backbone_is_refused(tmp_path, monkeypatch):
+    """A wrapped export (keys 'module.*') cannot be stored as a diff: say so."""
+    clf, _, _, _ = _fitted()
+    export = clf.export_module()
+    wrapped = torch.nn.Sequential()
+    wrapped.add_module("module", export)
+    monkeypatch.setattr(clf, "export_module", lambda: wrapped)
+    with pytest.raises(
+        ValueError,
+        match=r"backbone and its export have different state_dict keys \(only in "
+        r"the backbone: \['0.bias'.*only in the export: \['module.0.bias'.*"
+        r"torch.compile or nn.DataParallel",
+    ):
+        save_fitted(clf, tmp_path / "wrapped.safetensors")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_unavailable_device_names_the_override(saved):
+    """Loading onto a device this machine lacks says to pass device='cpu'."""
+    _, _, _, _, path = saved
+    with pytest.raises(
+        ValueError,
+        match=r"device='cuda' \(saved, or passed to load_fitted\) is not available here.*"
+        r"device='cpu'",
+    ):
+        load_fitted(path, mlp_backbone(), device="cuda")
