@@ -300,7 +300,8 @@ def test_unavailable_device_names_the_override(saved):
     _, _, _, _, path = saved
     with pytest.raises(
         ValueError,
-        match=r"device='cuda' \(saved, or passed to load_fitted\) is not available here.*"
+        match=r"device='cuda' \(saved, or passed to load_fitted\) is not "
+        r"available here.*"
         r"device='cpu'",
     ):
         load_fitted(path, mlp_backbone(), device="cuda")
