@@ -139,10 +139,6 @@ def demographic_parity_gap(
         otherwise the largest of the one-vs-rest gaps of every label (the
         multiclass definition; with two labels both gaps are equal).
 
-        .. versionchanged:: 0.1
-           The default was ``1``, which silently measured class 1 against
-           the rest on multiclass labels.
-
     sample_weight : array-like of shape (n_samples,), default=None
         Sample weights.
 
@@ -217,10 +213,6 @@ def equalized_odds_gap(
         The positive label; every other label counts as negative. ``None``
         means ``1`` for labels 0/1 (or any two labels one of which is ``1``),
         and otherwise the largest of the one-vs-rest gaps of every label.
-
-        .. versionchanged:: 0.1
-           The default was ``1``, which silently measured class 1 against
-           the rest on multiclass labels.
 
     agg : {"sum", "max", "mean"}, default="sum"
         How to combine the TPR gap and the FPR gap. ``"max"`` equals fairlearn's
@@ -308,10 +300,6 @@ def paper_metrics(y_true, y_pred, *, sensitive_features, pos_label=None):
         The positive label. ``None`` means ``1`` for labels 0/1 (or any two
         labels one of which is ``1``), and otherwise the largest one-vs-rest
         gap over every label. Pass a label to measure it against the rest.
-
-        .. versionchanged:: 0.1
-           The default was ``1``, which silently measured class 1 against
-           the rest on multiclass labels.
 
     Returns
     -------

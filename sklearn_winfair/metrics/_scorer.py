@@ -113,9 +113,6 @@ def make_fairness_scorer(metric, *, pos_label=None, **kwargs):
         named metrics use label ``1`` on 0/1 labels and the largest
         one-vs-rest gap on multiclass labels; a callable keeps its own default.
 
-        .. versionchanged:: 0.1
-           The default was ``1``.
-
     **kwargs : dict
         Further keyword arguments of ``metric``, e.g. ``agg="max"`` for
         ``"equalized_odds"``.
