@@ -305,3 +305,13 @@ def test_unavailable_device_names_the_override(saved):
         r"device='cpu'",
     ):
         load_fitted(path, mlp_backbone(), device="cuda")
+
+
+def test_loaded_estimator_pickles_and_clones(saved):
+    """The loaded estimator behaves like any fitted one: pickle round trip."""
+    import pickle
+
+    clf, X, _, _, path = saved
+    loaded = load_fitted(path, mlp_backbone())
+    again = pickle.loads(pickle.dumps(loaded))
+    np.testing.assert_array_equal(again.predict_proba(X), loaded.predict_proba(X))
