@@ -18,6 +18,7 @@ from . import datasets, metrics, model_selection, penalties, preprocessing
 from ._estimator import FairLowRankFineTuner
 from ._factorize import LowRankLinear, weighted_svd
 from ._importance import group_row_importance, neutral_importance
+from ._persistence import load_fitted, save_fitted
 from .exceptions import HeadClassesWarning, SmallGroupWarning, TrainingDivergedError
 from .metrics import (
     demographic_parity_gap,
@@ -40,6 +41,9 @@ __all__ = [
     "neutral_importance",
     "weighted_svd",
     "LowRankLinear",
+    # saving without pickle
+    "save_fitted",
+    "load_fitted",
     # public subpackages
     "datasets",
     "metrics",

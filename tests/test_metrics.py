@@ -1,6 +1,7 @@
 """Tests for sklearn_winfair.metrics: the paper's metrics, the metric frame, scorers."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -152,7 +153,7 @@ def test_pos_label_not_a_label_raises():
     y = np.array(["no", "yes", "yes", "no"])
     groups = [0, 0, 1, 1]
     with pytest.raises(ValueError, match=r"pos_label=1 is not one of the labels"):
-        demographic_parity_gap(y, y, sensitive_features=groups)
+        demographic_parity_gap(y, y, sensitive_features=groups, pos_label=1)
     with pytest.raises(ValueError, match=r"pos_label='Yes' is not one of the labels"):
         equalized_odds_gap(y, y, sensitive_features=groups, pos_label="Yes")
 
@@ -228,6 +229,116 @@ def test_paper_metrics_collects_the_three_metrics():
         ),
     }
     assert all(type(v) is float for v in result.values())
+
+
+def _multiclass_case():
+    """Four classes, two groups; class 3's gaps are larger than class 1's."""
+    rng = np.random.default_rng(7)
+    n = 400
+    groups = rng.integers(0, 2, n)
+    y_true = rng.integers(0, 4, n)
+    y_pred = y_true.copy()
+    flip = rng.random(n) < 0.3
+    y_pred[flip] = rng.integers(0, 4, flip.sum())
+    # group 1 is predicted class 3 more often: class 3 carries the largest gap
+    more3 = (groups == 1) & (rng.random(n) < 0.2)
+    y_pred[more3] = 3
+    return y_true, y_pred, groups
+
+
+def test_paper_metrics_multiclass_is_max_of_one_vs_rest_gaps():
+    """On 4 integer classes each gap is the max over classes of fairlearn's OvR gap.
+
+    Before, pos_label=1 silently measured class 1 against the rest.
+    """
+    y_true, y_pred, groups = _multiclass_case()
+    dp_by_class, eo_by_class = [], []
+    for c in range(4):
+        yc, pc = (y_true == c).astype(int), (y_pred == c).astype(int)
+        dp_by_class.append(
+            demographic_parity_difference(yc, pc, sensitive_features=groups)
+        )
+        # fairlearn's agg="mean" is half the sum of the TPR and FPR gaps
+        eo_by_class.append(
+            2 * equalized_odds_difference(yc, pc, sensitive_features=groups, agg="mean")
+        )
+    assert int(np.argmax(dp_by_class)) == 3 and dp_by_class[3] > dp_by_class[1]
+
+    result = paper_metrics(y_true, y_pred, sensitive_features=groups)
+    assert result["dp_gap"] == pytest.approx(max(dp_by_class), abs=1e-12)
+    assert result["eo_gap"] == pytest.approx(max(eo_by_class), abs=1e-12)
+    assert result["err"] == weighted_f1_error(y_true, y_pred)
+    # the functions underneath follow the same definition
+    assert demographic_parity_gap(
+        None, y_pred, sensitive_features=groups
+    ) == pytest.approx(max(dp_by_class), abs=1e-12)
+    assert equalized_odds_gap(
+        y_true, y_pred, sensitive_features=groups, agg="max"
+    ) == pytest.approx(
+        max(
+            equalized_odds_difference(
+                (y_true == c).astype(int),
+                (y_pred == c).astype(int),
+                sensitive_features=groups,
+            )
+            for c in range(4)
+        ),
+        abs=1e-12,
+    )
+    # an explicit pos_label still measures that class against the rest
+    one_vs_rest = paper_metrics(y_true, y_pred, sensitive_features=groups, pos_label=1)
+    assert one_vs_rest["dp_gap"] == pytest.approx(dp_by_class[1], abs=1e-12)
+    assert one_vs_rest["eo_gap"] == pytest.approx(eo_by_class[1], abs=1e-12)
+
+
+def test_pos_label_none_keeps_the_binary_definition():
+    """Default pos_label on 0/1 labels equals pos_label=1, as before the change."""
+    y_true, y_pred, groups, weights = _random_binary(4, n_groups=3)
+    default = paper_metrics(y_true, y_pred, sensitive_features=groups)
+    assert default == paper_metrics(
+        y_true, y_pred, sensitive_features=groups, pos_label=1
+    )
+    assert demographic_parity_gap(
+        y_true, y_pred, sensitive_features=groups, sample_weight=weights
+    ) == demographic_parity_gap(
+        y_true, y_pred, sensitive_features=groups, sample_weight=weights, pos_label=1
+    )
+    # two string labels: both one-vs-rest gaps are the same number
+    names = np.array(["deny", "grant"])
+    assert demographic_parity_gap(
+        names[y_true], names[y_pred], sensitive_features=groups
+    ) == pytest.approx(default["dp_gap"], abs=1e-12)
+    assert equalized_odds_gap(
+        names[y_true], names[y_pred], sensitive_features=groups
+    ) == pytest.approx(default["eo_gap"], abs=1e-12)
+
+
+def test_multiclass_explicit_pos_label_not_a_label_and_missing_y_true_raise():
+    """An unknown pos_label on multiclass labels and EO without y_true raise."""
+    y_true, y_pred, groups = _multiclass_case()
+    with pytest.raises(ValueError, match=r"pos_label=7 is not one of the labels"):
+        paper_metrics(y_true, y_pred, sensitive_features=groups, pos_label=7)
+    with pytest.raises(ValueError, match=r"equalized_odds_gap needs y_true"):
+        equalized_odds_gap(None, y_pred, sensitive_features=groups)
+
+
+def test_multiclass_fairness_scorer_scores_the_largest_gap():
+    """make_fairness_scorer's default pos_label gives the multiclass gap too."""
+    y_true, y_pred, groups = _multiclass_case()
+    X = np.zeros((len(y_true), 1))
+
+    class _Fixed(DummyClassifier):
+        def predict(self, X):
+            return y_pred[: len(X)]
+
+    clf = _Fixed().fit(X, y_true)
+    scorer = make_fairness_scorer("demographic_parity")
+    with sklearn.config_context(enable_metadata_routing=True):
+        value = scorer(clf, X, y_true, sensitive_features=groups)
+    assert value == pytest.approx(
+        -demographic_parity_gap(None, y_pred, sensitive_features=groups)
+    )
+    assert value == -paper_metrics(y_true, y_pred, sensitive_features=groups)["dp_gap"]
 
 
 # --------------------------------------------------------------------------
@@ -345,12 +456,89 @@ def test_fairness_scorer_accepts_callables():
 
 
 def test_fairness_scorer_without_sensitive_features_explains_routing():
-    """If sensitive_features is not routed, the error says how to route it."""
+    """If sensitive_features is not routed, the TypeError says why and how to."""
     clf, X, y, _ = _fitted_string_classifier()
     scorer = make_fairness_scorer("demographic_parity", pos_label="yes")
     with sklearn.config_context(enable_metadata_routing=True):
-        with pytest.raises(ValueError, match=r"enable_metadata_routing=True"):
+        with pytest.raises(
+            TypeError,
+            match=r"received no sensitive_features: routing is on, but no "
+            r"sensitive_features reached the scorer.*enable_metadata_routing=True",
+        ):
             scorer(clf, X, y)
+    with pytest.raises(
+        TypeError,
+        match=r"received no sensitive_features: metadata routing is off.*"
+        r"GridSearchCV.fit\(X, y, sensitive_features=s\)",
+    ):
+        scorer(clf, X, y)
+
+
+def _optuna_search(error_score, refit=True):
+    """A 2-trial OptunaSearchCV of a logistic regression scored by the DP gap."""
+    optuna = pytest.importorskip("optuna")
+    optuna_integration = pytest.importorskip("optuna_integration")
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna_integration.OptunaSearchCV(
+            LogisticRegression(),
+            {"C": optuna.distributions.FloatDistribution(0.1, 10.0)},
+            n_trials=2,
+            cv=2,
+            refit=refit,
+            scoring=make_fairness_scorer("demographic_parity"),
+            error_score=error_score,
+            random_state=0,
+        )
+
+
+def test_fairness_scorer_error_reaches_the_user_of_optuna_search():
+    """Routing off, OptunaSearchCV(error_score="raise") raises our TypeError.
+
+    optuna-integration catches ``ValueError`` around ``cross_validate`` and
+    stores ``error_score`` (the string "raise") as the score, so a ValueError
+    from the scorer ended as numpy's "resolved dtypes are not compatible".
+    """
+    X, y, _ = _biased_dataset(n=60)
+    search = _optuna_search("raise")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # optuna's ExperimentalWarning and kin
+        with pytest.raises(
+            TypeError, match=r"received no sensitive_features: metadata routing is off"
+        ):
+            search.fit(X, y)
+
+
+def test_fairness_scorer_under_optuna_search_numeric_error_score_warns():
+    """With error_score=nan every fold's warning carries our message; routed, it works.
+
+    scikit-learn catches every scorer error when error_score is numeric, so no
+    error can escape: what the user sees is one UserWarning per fold with the
+    explanation, and trials marked FAIL. With routing on and the groups passed
+    to fit, the same search completes every trial with a finite DP gap.
+    """
+    X, y, groups = _biased_dataset(n=60)
+    search = _optuna_search(np.nan, refit=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        search.fit(X, y)
+    ours = [
+        w
+        for w in caught
+        if issubclass(w.category, UserWarning)
+        and "received no sensitive_features: metadata routing is off" in str(w.message)
+    ]
+    assert len(ours) == 4  # 2 trials x 2 folds
+    assert [t.state.name for t in search.study_.trials] == ["FAIL", "FAIL"]
+
+    search = _optuna_search("raise", refit=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with sklearn.config_context(enable_metadata_routing=True):
+            search.fit(X, y, sensitive_features=groups)
+    assert [t.state.name for t in search.study_.trials] == ["COMPLETE", "COMPLETE"]
+    assert -1.0 <= search.best_score_ <= 0.0
 
 
 def test_make_fairness_scorer_invalid_arguments():

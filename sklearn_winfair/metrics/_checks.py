@@ -1,5 +1,9 @@
 """Validation shared by the metrics: group labels, positive label, aggregation.
 
+It also decides which labels a gap is computed for: the positive label of a
+binary target, or every label of a multiclass one (the gap is then the largest
+one-vs-rest gap, the definition of the user guide's metrics page).
+
 scikit-learn checks lengths and shapes (:func:`~sklearn.utils.column_or_1d`,
 :func:`~sklearn.utils.check_consistent_length`); the messages are kept here as
 constants so that the tests can match them.
@@ -53,6 +57,37 @@ def _check_sensitive_features(sensitive_features, n_samples):
         raise ValueError(
             _MESSAGE_SENSITIVE_FEATURES_ROWS.format(expected=n_samples, got=n_rows)
         )
+
+
+def _gap_labels(y_true, y_pred, pos_label):
+    """Return the labels to compute a one-vs-rest gap for, and 1-d label arrays.
+
+    With ``pos_label`` given, that label alone. With ``pos_label=None``, label
+    ``1`` when the labels of ``y_true`` and ``y_pred`` are at most two and
+    include ``1`` (the paper's binary definition); otherwise every label, so
+    that the caller reports the largest one-vs-rest gap. With two labels the
+    two one-vs-rest gaps are the same number (each group's rates of one label
+    are one minus those of the other), so that case needs no positive label.
+
+    Returns
+    -------
+    labels : list
+        The labels to binarize on, in sorted order.
+    y_true : ndarray of shape (n_samples,) or None
+    y_pred : ndarray of shape (n_samples,)
+    """
+    y_pred = column_or_1d(y_pred)
+    if y_true is not None:
+        y_true = column_or_1d(y_true)
+        check_consistent_length(y_true, y_pred)
+        present = np.union1d(np.unique(y_true), np.unique(y_pred))
+    else:
+        present = np.unique(y_pred)
+    if pos_label is not None:
+        return [pos_label], y_true, y_pred
+    if len(present) <= 2 and np.any(present == 1):
+        return [1], y_true, y_pred
+    return present.tolist(), y_true, y_pred
 
 
 def _binarize(y_true, y_pred, pos_label):

@@ -16,6 +16,9 @@ multi-column sensitive features and sample weights behave as in fairlearn.
     \Delta_{DP} = \max_a P(\hat y = 1 \mid A = a) - \min_a P(\hat y = 1 \mid A = a),
 
     \Delta_{EO} = \Delta_{TPR} + \Delta_{FPR}.
+
+On more than two classes (with ``pos_label=None``) each gap is the largest of
+the one-vs-rest gaps, :math:`\max_c \Delta(\mathbb{1}[y = c])`.
 """
 
 # Authors: sklearn-winfair developers
@@ -34,6 +37,12 @@ from ._checks import (
     _MESSAGE_AGG,
     _binarize,
     _check_sensitive_features,
+    _gap_labels,
+)
+
+_MESSAGE_Y_TRUE_NONE = (
+    "equalized_odds_gap needs y_true (the true labels) to compute true and false "
+    "positive rates. Got None."
 )
 
 __all__ = [
@@ -101,7 +110,7 @@ def weighted_f1_error(y_true, y_pred, *, sample_weight=None):
 
 
 def demographic_parity_gap(
-    y_true, y_pred, *, sensitive_features, pos_label=1, sample_weight=None
+    y_true, y_pred, *, sensitive_features, pos_label=None, sample_weight=None
 ):
     """Largest minus smallest selection rate across sensitive groups.
 
@@ -109,7 +118,8 @@ def demographic_parity_gap(
     two groups this is ``Delta_DP`` of Zhang & Zhou (2024). The predictions are
     turned into 0/1 indicators of ``pos_label`` and passed to
     :func:`fairlearn.metrics.demographic_parity_difference`, so this equals
-    fairlearn's metric whenever ``pos_label=1`` and labels are 0/1.
+    fairlearn's metric whenever the labels are 0/1. With more than two labels
+    and ``pos_label=None`` it is the largest one-vs-rest gap over the labels.
 
     Parameters
     ----------
@@ -123,8 +133,11 @@ def demographic_parity_gap(
     sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
         Group membership. Several columns define intersectional groups.
 
-    pos_label : int, float, bool or str, default=1
-        The label counted as a positive (selected) outcome.
+    pos_label : int, float, bool, str or None, default=None
+        The label counted as a positive (selected) outcome. ``None`` means
+        ``1`` for labels 0/1 (or any two labels one of which is ``1``), and
+        otherwise the largest of the one-vs-rest gaps of every label (the
+        multiclass definition; with two labels both gaps are equal).
 
     sample_weight : array-like of shape (n_samples,), default=None
         Sample weights.
@@ -148,15 +161,20 @@ def demographic_parity_gap(
     ...     None, y_pred, sensitive_features=groups, pos_label="yes"), 4)
     0.3333
     """
-    y_true01, y_pred01 = _binarize(y_true, y_pred, pos_label)
-    _check_sensitive_features(sensitive_features, len(y_pred01))
-    gap = demographic_parity_difference(
-        y_pred01 if y_true01 is None else y_true01,
-        y_pred01,
-        sensitive_features=sensitive_features,
-        sample_weight=sample_weight,
-    )
-    return float(gap)
+    labels, y_true, y_pred = _gap_labels(y_true, y_pred, pos_label)
+    _check_sensitive_features(sensitive_features, len(y_pred))
+    gaps = []
+    for label in labels:
+        y_true01, y_pred01 = _binarize(y_true, y_pred, label)
+        gaps.append(
+            demographic_parity_difference(
+                y_pred01 if y_true01 is None else y_true01,
+                y_pred01,
+                sensitive_features=sensitive_features,
+                sample_weight=sample_weight,
+            )
+        )
+    return float(max(gaps))
 
 
 def equalized_odds_gap(
@@ -164,7 +182,7 @@ def equalized_odds_gap(
     y_pred,
     *,
     sensitive_features,
-    pos_label=1,
+    pos_label=None,
     agg="sum",
     sample_weight=None,
 ):
@@ -176,7 +194,9 @@ def equalized_odds_gap(
     :func:`~fairlearn.metrics.true_positive_rate` and
     :func:`~fairlearn.metrics.false_positive_rate` on 0/1 indicators of
     ``pos_label``, exactly as in
-    :func:`fairlearn.metrics.equalized_odds_difference`.
+    :func:`fairlearn.metrics.equalized_odds_difference`. With more than two
+    labels and ``pos_label=None`` it is the largest one-vs-rest combined gap
+    over the labels.
 
     Parameters
     ----------
@@ -189,8 +209,10 @@ def equalized_odds_gap(
     sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
         Group membership. Several columns define intersectional groups.
 
-    pos_label : int, float, bool or str, default=1
-        The positive label. Every other label counts as negative.
+    pos_label : int, float, bool, str or None, default=None
+        The positive label; every other label counts as negative. ``None``
+        means ``1`` for labels 0/1 (or any two labels one of which is ``1``),
+        and otherwise the largest of the one-vs-rest gaps of every label.
 
     agg : {"sum", "max", "mean"}, default="sum"
         How to combine the TPR gap and the FPR gap. ``"max"`` equals fairlearn's
@@ -208,7 +230,8 @@ def equalized_odds_gap(
     Raises
     ------
     ValueError
-        If ``agg`` is not one of the options, or ``pos_label`` is not a label.
+        If ``agg`` is not one of the options, ``pos_label`` is not a label,
+        or ``y_true`` is None.
 
     See Also
     --------
@@ -233,27 +256,34 @@ def equalized_odds_gap(
     """
     if agg not in _EO_AGGREGATIONS:
         raise ValueError(_MESSAGE_AGG.format(options=list(_EO_AGGREGATIONS), agg=agg))
-    y_true01, y_pred01 = _binarize(y_true, y_pred, pos_label)
-    _check_sensitive_features(sensitive_features, len(y_pred01))
+    if y_true is None:
+        raise ValueError(_MESSAGE_Y_TRUE_NONE)
+    labels, y_true, y_pred = _gap_labels(y_true, y_pred, pos_label)
+    _check_sensitive_features(sensitive_features, len(y_pred))
     sample_params = {"sample_weight": sample_weight}
-    frame = MetricFrame(
-        metrics={"tpr": true_positive_rate, "fpr": false_positive_rate},
-        y_true=y_true01,
-        y_pred=y_pred01,
-        sensitive_features=sensitive_features,
-        sample_params={"tpr": sample_params, "fpr": sample_params},
-    )
-    gaps = frame.difference(method="between_groups")
-    return float({"sum": gaps.sum, "max": gaps.max, "mean": gaps.mean}[agg]())
+    combined = []
+    for label in labels:
+        y_true01, y_pred01 = _binarize(y_true, y_pred, label)
+        frame = MetricFrame(
+            metrics={"tpr": true_positive_rate, "fpr": false_positive_rate},
+            y_true=y_true01,
+            y_pred=y_pred01,
+            sensitive_features=sensitive_features,
+            sample_params={"tpr": sample_params, "fpr": sample_params},
+        )
+        gaps = frame.difference(method="between_groups")
+        combined.append({"sum": gaps.sum, "max": gaps.max, "mean": gaps.mean}[agg]())
+    return float(max(combined))
 
 
-def paper_metrics(y_true, y_pred, *, sensitive_features, pos_label=1):
+def paper_metrics(y_true, y_pred, *, sensitive_features, pos_label=None):
     """Err, DP gap and EO gap of Zhang & Zhou (2024) in one dictionary.
 
     A convenience for benchmark tables: :func:`weighted_f1_error`,
     :func:`demographic_parity_gap` and :func:`equalized_odds_gap` with
     ``agg="sum"``, which are the ``Err``, ``Delta_DP`` and ``Delta_EO`` columns
-    of the paper.
+    of the paper. On multiclass labels (with ``pos_label=None``) each gap is
+    the largest one-vs-rest gap over the classes, as the benchmark reports it.
 
     Parameters
     ----------
@@ -266,8 +296,10 @@ def paper_metrics(y_true, y_pred, *, sensitive_features, pos_label=1):
     sensitive_features : array-like of shape (n_samples,) or (n_samples, n_columns)
         Group membership.
 
-    pos_label : int, float, bool or str, default=1
-        The positive label.
+    pos_label : int, float, bool, str or None, default=None
+        The positive label. ``None`` means ``1`` for labels 0/1 (or any two
+        labels one of which is ``1``), and otherwise the largest one-vs-rest
+        gap over every label. Pass a label to measure it against the rest.
 
     Returns
     -------
@@ -286,6 +318,14 @@ def paper_metrics(y_true, y_pred, *, sensitive_features, pos_label=1):
     ...     [1, 0, 1, 0], [1, 0, 0, 0], sensitive_features=[0, 0, 1, 1])
     >>> {name: round(value, 2) for name, value in scores.items()}
     {'err': 26.67, 'dp_gap': 0.5, 'eo_gap': 1.0}
+
+    With three classes each gap is the largest one-vs-rest gap; here class 2
+    is predicted only in group 1 (its true positive rates are 0 and 1):
+
+    >>> scores = paper_metrics([0, 1, 2, 0, 1, 2], [0, 1, 0, 0, 1, 2],
+    ...                        sensitive_features=[0, 0, 0, 1, 1, 1])
+    >>> {name: round(value, 2) for name, value in scores.items()}
+    {'err': 17.78, 'dp_gap': 0.33, 'eo_gap': 1.0}
     """
     kwargs = {"sensitive_features": sensitive_features, "pos_label": pos_label}
     return {

@@ -21,7 +21,7 @@ Examples
 
 import inspect
 
-from sklearn import config_context
+from sklearn import config_context, get_config
 from sklearn.metrics import make_scorer
 
 from ._checks import _EO_AGGREGATIONS, _KW_SENSITIVE_FEATURES, _MESSAGE_AGG
@@ -42,11 +42,13 @@ _MESSAGE_SCORER_KWARGS = (
     "Accepted: {accepted}."
 )
 _MESSAGE_SCORER_NO_SENSITIVE_FEATURES = (
-    "The fairness scorer received no sensitive_features. Enable metadata routing "
-    "with sklearn.set_config(enable_metadata_routing=True) and pass "
+    "The fairness scorer received no sensitive_features{why}. Enable metadata "
+    "routing with sklearn.set_config(enable_metadata_routing=True) and pass "
     "sensitive_features to fit (e.g. GridSearchCV.fit(X, y, sensitive_features=s)) "
-    "or to cross_validate(..., params={'sensitive_features': s})."
+    "or to cross_validate(..., params={{'sensitive_features': s}})."
 )
+_WHY_ROUTING_OFF = ": metadata routing is off, so scikit-learn does not route it"
+_WHY_NOT_PASSED = ": routing is on, but no sensitive_features reached the scorer"
 
 _FAIRNESS_METRICS = {
     "demographic_parity": demographic_parity_gap,
@@ -57,9 +59,21 @@ _FAIRNESS_METRICS = {
 def _fairness_score(
     y_true, y_pred, *, metric, sensitive_features=None, sample_weight=None, **kwargs
 ):
-    """Call ``metric``, explaining how to route a missing ``sensitive_features``."""
+    """Call ``metric``, explaining how to route a missing ``sensitive_features``.
+
+    A missing ``sensitive_features`` is a missing required argument, so it raises
+    ``TypeError`` as Python does. It must not be a ``ValueError``: searches such
+    as optuna-integration's ``OptunaSearchCV`` catch ``ValueError`` around
+    ``cross_validate`` and turn it into ``error_score`` (a ``numpy`` TypeError
+    with ``error_score="raise"``, every trial NaN otherwise).
+    """
     if sensitive_features is None:
-        raise ValueError(_MESSAGE_SCORER_NO_SENSITIVE_FEATURES)
+        routing_on = get_config()["enable_metadata_routing"]
+        raise TypeError(
+            _MESSAGE_SCORER_NO_SENSITIVE_FEATURES.format(
+                why=_WHY_NOT_PASSED if routing_on else _WHY_ROUTING_OFF
+            )
+        )
     if sample_weight is not None:
         kwargs["sample_weight"] = sample_weight
     return metric(y_true, y_pred, sensitive_features=sensitive_features, **kwargs)
@@ -77,7 +91,7 @@ def _keyword_names(func):
     return names, any(p.kind is p.VAR_KEYWORD for p in params)
 
 
-def make_fairness_scorer(metric, *, pos_label=1, **kwargs):
+def make_fairness_scorer(metric, *, pos_label=None, **kwargs):
     """Make a scorer of a fairness gap that takes ``sensitive_features`` as metadata.
 
     The scorer requests ``sensitive_features`` through scikit-learn's metadata
@@ -93,9 +107,11 @@ def make_fairness_scorer(metric, *, pos_label=1, **kwargs):
         ``metric(y_true, y_pred, *, sensitive_features, **kwargs)`` returning a
         gap where lower is fairer.
 
-    pos_label : int, float, bool or str, default=1
+    pos_label : int, float, bool, str or None, default=None
         The positive label, passed to ``metric`` when it takes a ``pos_label``
-        parameter (always the case for the two named metrics).
+        parameter (always the case for the two named metrics). ``None``: the
+        named metrics use label ``1`` on 0/1 labels and the largest
+        one-vs-rest gap on multiclass labels; a callable keeps its own default.
 
     **kwargs : dict
         Further keyword arguments of ``metric``, e.g. ``agg="max"`` for
@@ -115,7 +131,8 @@ def make_fairness_scorer(metric, *, pos_label=1, **kwargs):
         If ``metric`` is an unknown name, or ``agg`` is invalid.
     TypeError
         If ``metric`` is neither a name nor a callable, or ``kwargs`` holds an
-        argument that the named metric does not take.
+        argument that the named metric does not take. The scorer itself raises
+        ``TypeError`` when it is called without ``sensitive_features``.
 
     See Also
     --------
@@ -134,6 +151,14 @@ def make_fairness_scorer(metric, *, pos_label=1, **kwargs):
     As with every scorer built with ``greater_is_better=False``, the search
     reports the *negated* gap: ``cv_results_["mean_test_<name>"]`` is
     ``-gap``, so larger (closer to 0) is fairer.
+
+    Called without ``sensitive_features`` (routing off, or not passed), the
+    scorer raises a ``TypeError`` that says so, as Python does for a missing
+    required argument. It is deliberately not a ``ValueError``: optuna's
+    ``OptunaSearchCV`` catches ``ValueError`` from ``cross_validate`` and hides
+    it. With ``error_score="raise"`` the error reaches the caller; with a
+    numeric ``error_score`` scikit-learn catches every scorer error, scores
+    the fold ``error_score`` and repeats the message in a ``UserWarning``.
 
     Examples
     --------
@@ -177,7 +202,7 @@ def make_fairness_scorer(metric, *, pos_label=1, **kwargs):
     elif callable(metric):
         func = metric
         names, _ = _keyword_names(func)
-        if "pos_label" in names:
+        if "pos_label" in names and pos_label is not None:
             kwargs["pos_label"] = pos_label
     else:
         raise TypeError(
