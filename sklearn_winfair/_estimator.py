@@ -29,6 +29,7 @@ from sklearn.utils.validation import check_is_fitted, check_memory
 from skorch.helper import predefined_split
 from torch import nn
 
+from . import _repr
 from ._factorize import factorize_linear
 from ._features import extract_features, extract_head_inputs
 from ._importance import layer_importances
@@ -399,6 +400,16 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.verbose = verbose
         self.net_params = net_params
 
+    # the notebook repr: a backbone summary and the API page's "?" link
+    _doc_link_module = "sklearn_winfair"
+    _doc_link_template = _repr.doc_link_template()  # "" until a site is published
+
+    def _sk_visual_block_(self):
+        return _repr.visual_block(self)
+
+    def _get_params_html(self, deep=True, doc_link=""):
+        return _repr.params_html(super()._get_params_html(deep, doc_link))
+
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.input_tags.allow_nan = False
@@ -711,7 +722,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         module = copy.deepcopy(self.model_)
         if merge:
             head = module.get_submodule(self.head_name_)
-            merged = merge_layers(head, dtype=self._head_dtype)
+            merged = merge_layers(head, dtype=getattr(self, "_head_dtype", None))
             module = replace_submodule(module, self.head_name_, merged)
             module = unwrap(module)  # the user's architecture: no compile/DP prefix
         return freeze(module)

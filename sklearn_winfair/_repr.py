@@ -16,6 +16,8 @@ and ``_doc_link_module`` / ``_doc_link_template`` (the "?" link to the API page)
 
 from torch import nn
 
+from ._layers import resolve_head
+
 __all__ = []
 
 #: Root of the published documentation site, without a trailing slash, e.g.
@@ -52,8 +54,10 @@ def _layer(module):
 
 def _default_head(backbone):
     """Name of the last registered ``nn.Linear`` (the estimator's ``head=None``)."""
-    names = [name for name, m in backbone.named_modules() if isinstance(m, nn.Linear)]
-    return names[-1] if names else None
+    try:
+        return resolve_head(backbone, None)
+    except ValueError:
+        return None
 
 
 def backbone_summary(estimator):
