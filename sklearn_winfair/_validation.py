@@ -304,7 +304,8 @@ def scale_weights(weights):
     ----------
     weights : ndarray of shape (n_samples,), float64, non-negative
     """
-    total = weights.sum()
+    with np.errstate(over="ignore"):
+        total = weights.sum()
     if not np.isfinite(total):
         # the sum overflowed float64: scale by the largest weight first
         weights = weights / weights.max()

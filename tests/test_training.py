@@ -9,9 +9,14 @@ import torch
 from conftest import make_task, mlp_backbone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
+from skorch.callbacks import Callback
 from torch import nn
 
 from sklearn_winfair import FairLowRankFineTuner, paper_metrics
+from sklearn_winfair.exceptions import TrainingDivergedError
+
+#: Settings of the tests moved from test_estimator.py (Adam-era; L-BFGS ignores lr)
+FAST = dict(max_epochs=5, lr=0.05, batch_size=64, random_state=0)
 
 
 def _random_trunk_task(n, seed=0):
@@ -119,3 +124,81 @@ def test_seeded_fits_in_threads_are_bit_identical_and_global_rng_untouched():
         np.testing.assert_array_equal(out[k], out["sequential"])
     assert torch.equal(torch.get_rng_state(), torch_state)
     assert np.random.get_state()[1].tolist() == np_state[1].tolist()
+
+
+def test_nan_loss_stops_training_with_a_clear_error(task):
+    """A loss that becomes NaN raises TrainingDivergedError (a FloatingPointError)."""
+    X, y, s = task
+    backbone = mlp_backbone()
+    with torch.no_grad():
+        backbone[2].weight.mul_(1e38)  # logits overflow to inf -> NaN loss
+    with pytest.raises(TrainingDivergedError, match="became (nan|inf)"):
+        FairLowRankFineTuner(backbone, rank=None, **FAST).fit(X, y)
+    assert issubclass(TrainingDivergedError, FloatingPointError)
+
+
+def test_net_params_cannot_override_estimator_parameters(task):
+    """net_params={"lr": ...} raises and names the estimator's own parameter."""
+    X, y, s = task
+    with pytest.raises(ValueError, match=r"net_params sets \['lr'\]"):
+        FairLowRankFineTuner(
+            mlp_backbone(), rank=1, net_params={"lr": 0.1}, **FAST
+        ).fit(X, y, sensitive_features=s)
+    FairLowRankFineTuner(
+        mlp_backbone(), rank=1, net_params={"optimizer__weight_decay": 1e-4},
+        solver="adam", **FAST
+    ).fit(X, y, sensitive_features=s)
+
+
+def test_fit_restores_torch_threads(task):
+    """A small head trains on one thread; the caller's setting is restored."""
+    X, y, s = task
+    caller = torch.get_num_threads()
+    torch.set_num_threads(2)
+    before = torch.get_num_threads()
+    seen = []
+
+    class Record(Callback):
+        def on_epoch_begin(self, net, **kwargs):
+            seen.append(torch.get_num_threads())
+
+    FairLowRankFineTuner(mlp_backbone(), rank=1, callbacks=[Record()], **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    try:
+        assert set(seen) == {1}
+        assert torch.get_num_threads() == before == 2
+    finally:
+        torch.set_num_threads(caller)
+
+
+# ------------------------------------------- reproducibility, clone, pickle
+def test_same_seed_same_predictions_and_rng_left_alone(task):
+    """Two fits with one random_state agree; the global torch RNG is not reseeded."""
+    X, y, s = task
+    backbone = mlp_backbone()
+    state = torch.get_rng_state()
+    a = FairLowRankFineTuner(backbone, rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    assert torch.equal(torch.get_rng_state(), state)
+    b = FairLowRankFineTuner(mlp_backbone(), rank=1, **FAST).fit(
+        X, y, sensitive_features=s
+    )
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+
+
+def test_early_stopping_holds_out_a_fraction_and_stops(task):
+    """early_stopping uses skorch's EarlyStopping on a stratified hold-out."""
+    X, y, s = task
+    clf = FairLowRankFineTuner(mlp_backbone(), rank=None, max_epochs=200, lr=0.05,
+                               early_stopping=True, validation_fraction=0.2,
+                               n_iter_no_change=3, random_state=0)
+    clf.fit(X, y)
+    history = clf.net_.history
+    assert len(history) < 200
+    assert history[-1, "train_batch_count"] == int(np.ceil(240 / 128))
+    assert "valid_loss" in history[-1]
+    with pytest.raises(ValueError, match="cannot be combined with train_split"):
+        FairLowRankFineTuner(mlp_backbone(), early_stopping=True,
+                             train_split=lambda ds, y: (ds, None)).fit(X, y)
