@@ -1,4 +1,4 @@
-"""Tests of FairFrontierCV and its sweeps (sklearn_winfair/model_selection/_frontier.py)."""
+"""Tests of FairFrontierCV (model_selection/_frontier.py) and its sweeps."""
 
 import pickle
 
@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import sklearn
 import torch
+from conftest import mlp_backbone
 from fairlearn.metrics import (
     MetricFrame,
     demographic_parity_difference,
@@ -30,8 +31,6 @@ from sklearn_winfair.model_selection._sweep import (
     sweep_class_offsets,
     sweep_thresholds,
 )
-
-from conftest import mlp_backbone
 
 #: rows that went through any copy of the counting backbone's forward
 SEEN = {"rows": 0}

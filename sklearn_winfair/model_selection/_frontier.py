@@ -23,8 +23,13 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 import torch
-from sklearn.base import BaseEstimator, ClassifierMixin, MetaEstimatorMixin, clone
-from sklearn.base import _fit_context
+from sklearn.base import (
+    BaseEstimator,
+    ClassifierMixin,
+    MetaEstimatorMixin,
+    _fit_context,
+    clone,
+)
 from sklearn.model_selection import check_cv, train_test_split
 from sklearn.utils import _safe_indexing, check_random_state
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -192,7 +197,7 @@ def _fold_bias(head, offset):
 
 
 class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
-    """The most accurate fine-tuned model whose held-out fairness gap is within a tolerance.
+    """Most accurate fine-tuned model whose held-out fairness gap is within tolerance.
 
     Candidate heads are fitted on one frozen backbone (penalty strengths x
     importances, and reweighing if asked), each sharing one feature store so
@@ -528,7 +533,8 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             weight = _check_sample_weight(sample_weight, np.empty((n, 0)),
                                           dtype=np.float64, ensure_non_negative=True)
-        if not self.refit and not (isinstance(self.cv, numbers.Real) and 0 < self.cv < 1):
+        split_once = isinstance(self.cv, numbers.Real) and 0 < self.cv < 1
+        if not self.refit and not split_once:
             raise ValueError(_MESSAGE_REFIT_CV.format(cv=self.cv))
         candidates = self._candidates(n_classes)
         self._memory = self._shared_memory()
@@ -555,7 +561,7 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         y_h, g_h, a_h = y_enc[held], codes[held], assigned[held]
         w_h = None if weight is None else weight[held]
         rows = []
-        for c, (info, params) in enumerate(candidates):
+        for c, (info, _) in enumerate(candidates):
             rows += self._sweep(oof[c, held], y_h, g_h, a_h, w_h, n_groups,
                                 n_classes, info, c)
         front = pd.DataFrame(rows)
@@ -587,7 +593,7 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         return self
 
     def _shared_memory(self):
-        """The feature store's folder: the estimator's, or one the frontier owns."""
+        """Return the feature store's folder: the estimator's, or one we own."""
         memory = self.estimator.get_params().get("memory")
         if memory is not None:
             self._owned_memory = None
