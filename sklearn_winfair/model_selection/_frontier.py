@@ -806,18 +806,33 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
 
         if ax is None:
             _, ax = plt.subplots(figsize=(7, 4.5))
+        from matplotlib.lines import Line2D
+
         front = self.front_
         markers = {"none": "o", "shared": "s", "per_group": "^"}
+        sizes = {"none": 60, "shared": 10, "per_group": 14}
         colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        handles = []
         for i, (family, part) in enumerate(front.groupby("family", sort=False)):
             color = colors[i % len(colors)]
             for post, sub in part.groupby("post", sort=False):
-                ax.scatter(sub["gap"], sub["error"], s=14 if post != "none" else 40,
-                           marker=markers[post], color=color, alpha=0.55,
-                           label=f"{family}, {post.replace('_', '-')}")
+                ax.scatter(sub["gap"], sub["error"], s=sizes[post],
+                           marker=markers[post], color=color,
+                           alpha=0.9 if post == "none" else 0.35,
+                           edgecolors="black" if post == "none" else "none",
+                           linewidths=0.5)
+            handles.append(Line2D([], [], color=color, marker="o", linestyle="",
+                                  label=family))
+        for post in front["post"].unique():
+            handles.append(Line2D([], [], color="grey", marker=markers[post],
+                                  linestyle="", label={
+                                      "none": "candidate as fitted",
+                                      "shared": "one shared threshold",
+                                      "per_group": "thresholds per group",
+                                  }[post]))
         pareto = front[front["pareto"]].sort_values("gap")
-        ax.step(pareto["gap"], pareto["error"], where="post", color="black",
-                linewidth=1, label="Pareto front")
+        (line,) = ax.step(pareto["gap"], pareto["error"], where="post",
+                          color="black", linewidth=1.2, label="Pareto front")
         best = front.loc[self.best_index_]
         if not np.isnan(best["gap_low"]):
             ax.errorbar(best["gap"], best["error"],
@@ -826,13 +841,14 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                         yerr=[[best["error"] - best["error_low"]],
                               [best["error_high"] - best["error"]]],
                         color="red", capsize=3, linewidth=1)
-        ax.scatter([best["gap"]], [best["error"]], s=160, facecolors="none",
-                   edgecolors="red", linewidths=2, label="chosen", zorder=5)
-        ax.axvline(self.tolerance, color="grey", linestyle="--",
-                   label=f"tolerance {self.tolerance:g}")
+        ring = ax.scatter([best["gap"]], [best["error"]], s=160, facecolors="none",
+                          edgecolors="red", linewidths=2, label="chosen", zorder=5)
+        tol = ax.axvline(self.tolerance, color="grey", linestyle="--",
+                         label=f"tolerance {self.tolerance:g}")
         ax.set_xlabel(f"held-out {self.constraint.replace('_', ' ')} gap")
         ax.set_ylabel("held-out error (100 - weighted F1, %)")
-        ax.legend(fontsize="x-small", loc="best")
+        ax.legend(handles=[*handles, line, ring, tol], fontsize="x-small",
+                  loc="upper right")
         return ax
 
     # --------------------------------------------------------------- pickle
