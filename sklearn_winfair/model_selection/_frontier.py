@@ -411,17 +411,19 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     "importances must list values among ['neutral', 'fisher', "
                     f"'uniform', None], got {self.importances!r}."
                 )
+        own = self.estimator.get_params()
         out = []
         for imp in importances:
-            if imp == "keep":
-                base, label = {}, _FAMILY.get(
-                    None if self.estimator.get_params().get("rank") is None
-                    else self.estimator.get_params().get("importance"), "estimator")
+            if imp == "keep":  # the estimator as it is
+                base = {}
+                label = _FAMILY.get(
+                    None if own.get("rank") is None else own.get("importance"),
+                    "estimator")
             elif imp is None:
                 base, label = {"rank": None}, "TL"
             else:
                 base, label = {"importance": imp}, _FAMILY[imp]
-                if self.estimator.get_params().get("rank") is None:
+                if own.get("rank") is None:  # an importance needs a factorization
                     base["rank"] = 4
             kinds = [(v, False) for v in strengths]
             if self.reweighing:
@@ -448,10 +450,7 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         kwargs = {"sensitive_features": groups[rows]}
         if w is not None:
             kwargs["sample_weight"] = w
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", category=FutureWarning)
-            est.fit(_take(X, rows), y[rows], **kwargs)
-        return est
+        return est.fit(_take(X, rows), y[rows], **kwargs)
 
     def _fit_group_head(self, X, codes, rows, memory):
         est = clone(self.estimator).set_params(
@@ -475,15 +474,12 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                 train, test = train_test_split(
                     np.arange(n), test_size=self.cv, stratify=strata,
                     random_state=self.random_state)
-            except ValueError:
+            except ValueError:  # a (label, group) cell too small: label only
                 train, test = train_test_split(
                     np.arange(n), test_size=self.cv, stratify=y_enc,
                     random_state=self.random_state)
             return [(np.sort(train), np.sort(test))]
         cv = check_cv(self.cv, strata, classifier=True)
-        if hasattr(cv, "random_state") and getattr(cv, "shuffle", False) \
-                and cv.random_state is None:
-            cv.random_state = self.random_state
         return list(cv.split(np.zeros((n, 1)), strata))
 
     # ------------------------------------------------------------------ fit
