@@ -313,3 +313,12 @@ def test_pipeline_with_metadata_routing_and_grid_search():
                           {"tolerance": [0.02, 0.2]}, cv=2)
     search.fit(X, y, sensitive_features=s)
     assert search.best_params_["tolerance"] in (0.02, 0.2)
+
+
+def test_duplicate_rows_share_the_feature_store():
+    """Identical rows (Adult has some) get one key; later lookups still work."""
+    X, y, s = biased_task(n=300)
+    X[150:] = X[:150]
+    f = frontier(n_bootstrap=0, tolerance=1.0, cv=2)
+    f.fit(X, y, sensitive_features=s)
+    assert len(f.predict(X, sensitive_features=s)) == len(X)
