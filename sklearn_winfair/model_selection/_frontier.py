@@ -83,9 +83,9 @@ _MESSAGE_UNKNOWN_GROUP = (
     "fitted groups are {groups}."
 )
 _MESSAGE_REFIT_CV = (
-    "refit=False keeps the candidate fitted on the training part of a "
-    "validation split, so cv must be a float; got cv={cv!r}. Use refit=True "
-    "with cross-validation."
+    "refit=False keeps the candidate fitted on the training part of one "
+    "validation split, so cv must be a float or a single (train, test) split; "
+    "got cv={cv!r}. Use refit=True with cross-validation."
 )
 _MESSAGE_NONE_FEASIBLE = (
     "No point of the front has a held-out {constraint} gap within "
@@ -266,8 +266,9 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         Cut-offs per group in the coarse threshold grid (refined once around
         its front). Multiclass: number of points on the offsets' path.
     refit : bool, default=True
-        Refit the chosen candidate on all rows. ``False`` (float ``cv``
-        only) keeps the one fitted on the training part.
+        Refit the chosen candidate on all rows. ``False`` (one split only:
+        a float ``cv`` or a single ``(train, test)`` pair) keeps the one
+        fitted on the training part.
     random_state : int, RandomState instance or None, default=None
         Seeds the split and the bootstrap; candidates use the estimator's
         own ``random_state``.
@@ -529,12 +530,11 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             weight = _check_sample_weight(sample_weight, np.empty((n, 0)),
                                           dtype=np.float64, ensure_non_negative=True)
-        split_once = isinstance(self.cv, numbers.Real) and 0 < self.cv < 1
-        if not self.refit and not split_once:
-            raise ValueError(_MESSAGE_REFIT_CV.format(cv=self.cv))
         candidates = self._candidates(n_classes)
-        self._memory = self._shared_memory()
         splits = self._splits(y_enc, codes, n)
+        if not self.refit and len(splits) != 1:
+            raise ValueError(_MESSAGE_REFIT_CV.format(cv=self.cv))
+        self._memory = self._shared_memory()
 
         held = np.concatenate([test for _, test in splits])
         oof = np.zeros((len(candidates), n, n_classes))
