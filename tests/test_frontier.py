@@ -313,6 +313,13 @@ def test_pipeline_with_metadata_routing_and_grid_search():
                           {"tolerance": [0.02, 0.2]}, cv=2)
     search.fit(X, y, sensitive_features=s)
     assert search.best_params_["tolerance"] in (0.02, 0.2)
+    # per-group thresholds: the groups reach score through metadata routing
+    with sklearn.config_context(enable_metadata_routing=True):
+        inner = frontier(n_bootstrap=0).set_fit_request(
+            sensitive_features=True).set_score_request(sensitive_features=True)
+        search = GridSearchCV(inner, {"tolerance": [0.02, 0.2]}, cv=2)
+        search.fit(X, y, sensitive_features=s)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
 def test_duplicate_rows_share_the_feature_store():

@@ -753,6 +753,31 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         index = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(1)
         return self.classes_[index]
 
+    def score(self, X, y, sample_weight=None, sensitive_features=None):
+        """Accuracy of :meth:`predict` (with the groups when they are needed).
+
+        Parameters
+        ----------
+        X : array-like, torch.Tensor or mapping of shape (n_samples, ...)
+            Input of the backbone.
+        y : array-like of shape (n_samples,)
+            True labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Row weights.
+        sensitive_features : array-like of shape (n_samples,), default=None
+            As in :meth:`decision_function`; a search routes it here with
+            ``set_score_request(sensitive_features=True)``.
+
+        Returns
+        -------
+        score : float
+            Mean accuracy.
+        """
+        from sklearn.metrics import accuracy_score
+
+        pred = self.predict(X, sensitive_features=sensitive_features)
+        return float(accuracy_score(y, pred, sample_weight=sample_weight))
+
     def export_module(self):
         """Return the chosen model as one torch module.
 
