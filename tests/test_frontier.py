@@ -13,7 +13,7 @@ from fairlearn.metrics import (
     true_positive_rate,
 )
 from sklearn.base import clone
-from sklearn.model_selection import GridSearchCV
+from sklearn.model_selection import GridSearchCV, ShuffleSplit
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 from torch import nn
@@ -268,6 +268,8 @@ def test_argument_errors_name_the_argument():
         frontier().fit(X, y)
     with pytest.raises(ValueError, match="refit=False keeps the candidate"):
         frontier(refit=False, cv=3).fit(X, y, sensitive_features=s)
+    with pytest.raises(ValueError, match="test folds that share rows"):
+        frontier(cv=ShuffleSplit(3, random_state=0)).fit(X, y, sensitive_features=s)
     with pytest.raises(ValueError, match="importances must list"):
         frontier(importances=["tl"]).fit(X, y, sensitive_features=s)
     with pytest.raises(ValueError, match="'tolerance' parameter"):
@@ -293,6 +295,9 @@ def test_pickle_clone_and_plot():
     g = pickle.loads(pickle.dumps(f))
     np.testing.assert_array_equal(g.predict_proba(X, s), f.predict_proba(X, s))
     assert g._owned_memory != f._owned_memory
+    store = f._owned_memory
+    f.fit(X, y, sensitive_features=s)  # a refit reuses the store it owns
+    assert f._owned_memory == store
     assert clone(f).get_params()["tolerance"] == 0.05
     ax = f.plot_front()
     assert ax.get_xlabel().startswith("held-out demographic parity")

@@ -14,6 +14,7 @@ it; torch carries the exported module.
 # License: BSD 3 clause
 
 import numbers
+import os
 import shutil
 import tempfile
 import warnings
@@ -86,6 +87,10 @@ _MESSAGE_REFIT_CV = (
     "refit=False keeps the candidate fitted on the training part of one "
     "validation split, so cv must be a float or a single (train, test) split; "
     "got cv={cv!r}. Use refit=True with cross-validation."
+)
+_MESSAGE_OVERLAP = (
+    "cv={cv!r} gives test folds that share rows; the frontier pools out-of-fold "
+    "scores, so each row may be held out once at most (KFold-like splitters)."
 )
 _MESSAGE_NONE_FEASIBLE = (
     "No point of the front has a held-out {constraint} gap within "
@@ -537,6 +542,8 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         self._memory = self._shared_memory()
 
         held = np.concatenate([test for _, test in splits])
+        if len(np.unique(held)) != len(held):
+            raise ValueError(_MESSAGE_OVERLAP.format(cv=self.cv))
         oof = np.zeros((len(candidates), n, n_classes))
         assigned = codes.copy()
         fitted = []
@@ -594,9 +601,11 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if memory is not None:
             self._owned_memory = None
             return memory
-        path = tempfile.mkdtemp(prefix="winfair_frontier_")
-        weakref.finalize(self, shutil.rmtree, path, True)
-        self._owned_memory = path
+        path = getattr(self, "_owned_memory", None)
+        if path is None or not os.path.isdir(path):  # a refit reuses its own
+            path = tempfile.mkdtemp(prefix="winfair_frontier_")
+            weakref.finalize(self, shutil.rmtree, path, True)
+            self._owned_memory = path
         return path
 
     def _sweep(self, logits, y, groups, assigned, weight, n_groups, n_classes,
