@@ -799,8 +799,9 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             With inferred groups: the same trunk whose head is replaced by two
             heads (the task head and the group head) that add the inferred
             group's offsets; called as ``module(x)``. With given groups: a
-            :class:`GroupOffsetModule`, called as ``module(x, group)`` where
-            ``group`` holds each row's index in ``groups_``.
+            small wrapper (``GroupOffsetModule``) called as
+            ``module(x, group)``, ``group`` holding each row's index in
+            ``groups_``.
         """
         check_is_fitted(self)
         module = self.best_estimator_.export_module()
