@@ -108,6 +108,41 @@ def cost_rows(args):
     return rows
 
 
+def cost_only(n=10_000, threads=1):
+    """The ``frontier_fit`` row alone at ``n`` images (no ExponentiatedGradient).
+
+    ``cd benchmarks; python -c "import bench_frontier as b; b.cost_only()"``
+    prints one JSON line; the N = 10,000 run of ``results/frontier_cost_10k.json``.
+    """
+    import json
+    import os
+
+    from sklearn_winfair.model_selection import FairFrontierCV
+
+    torch.set_num_threads(threads)
+    X, y, s = c.image_data(n)
+    backbone = c.cnn_backbone()
+    params = dict(max_epochs=20, batch_size=128, random_state=0)
+    c.estimator(backbone, **dict(params, max_epochs=1)).fit(  # warm-up
+        X[:256], y[:256], sensitive_features=s[:256])
+    load_start = os.getloadavg()
+    forward = c.forward_pass(backbone, X)
+    one_s, _ = c.timed(lambda: c.estimator(backbone, **params).fit(
+        X, y, sensitive_features=s))
+    frontier = FairFrontierCV(
+        c.estimator(backbone, **params), tolerance=0.05,
+        penalty_strengths=STRENGTHS, importances=["neutral", "uniform"], cv=0.25,
+        n_bootstrap=200, random_state=0)
+    counter = c.RowCounter(backbone)
+    front_s, _ = c.timed(lambda: frontier.fit(X, y, sensitive_features=s))
+    out = {"n": n, "threads": threads, "forward_s": forward, "one_fit_s": one_s,
+           "frontier_s": front_s, "ratio": front_s / one_s,
+           "backbone_passes": counter.remove() / n, "front_points": len(frontier.front_),
+           "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
+    print(json.dumps(out))
+    return out
+
+
 def _adult(seed):
     from sklearn.model_selection import train_test_split
 
