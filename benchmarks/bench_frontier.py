@@ -137,7 +137,8 @@ def cost_only(n=10_000, threads=1):
     front_s, _ = c.timed(lambda: frontier.fit(X, y, sensitive_features=s))
     out = {"n": n, "threads": threads, "forward_s": forward, "one_fit_s": one_s,
            "frontier_s": front_s, "ratio": front_s / one_s,
-           "backbone_passes": counter.remove() / n, "front_points": len(frontier.front_),
+           "backbone_passes": counter.remove() / n,
+           "front_points": len(frontier.front_),
            "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
     print(json.dumps(out))
     return out
