@@ -319,6 +319,9 @@ class FeatureStore:
         """Write the rows ``keys`` with their ``features`` as a new shard."""
         if len(keys) == 0:
             return
+        # identical rows share a key; a shard's index must be unique to be read
+        keys, first = np.unique(np.asarray(keys), return_index=True)
+        features = np.asarray(features)[first]
         self.folder.mkdir(parents=True, exist_ok=True)
         name = uuid.uuid4().hex
         tmp = self.folder / f".{name}.tmp.npz"
