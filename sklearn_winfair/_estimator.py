@@ -146,8 +146,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         L-BFGS (:class:`torch.optim.LBFGS`, strong-Wolfe line search) on the
         cached features, deterministic; it converges to the optimum of a
         linear head and to a stationary point of a factorized one, stopping
-        when the largest gradient entry is below ``tol`` or after
-        ``max_iter`` iterations. ``"adam"`` (the ``optimizer`` class) and
+        when the largest gradient entry is below ``tol``, when an iteration
+        changes the loss and the parameters by less than ``tol / 100``, or
+        after ``max_iter`` iterations. ``"adam"`` (the ``optimizer`` class) and
         ``"sgd"``: mini-batches of ``batch_size`` for ``max_epochs`` epochs,
         stopping early when the training loss has not improved by ``tol``
         for ``n_iter_no_change`` epochs. ``"auto"``: ``"lbfgs"`` with

@@ -247,7 +247,8 @@ def test_per_group_thresholds_without_groups_at_predict_raise():
 def test_multiclass_demographic_parity_and_binary_only_errors():
     X, y, s = biased_task(n=900, n_classes=3)
     est = FairLowRankFineTuner(mlp_backbone(n_in=4, n_out=3), rank=2, max_epochs=15,
-                               lr=0.05, importance="uniform", random_state=0)
+                               lr=0.05, importance="uniform", solver="adam",
+                               random_state=0)
     f = FairFrontierCV(est, tolerance=0.1, n_bootstrap=10, random_state=0)
     f.fit(X, y, sensitive_features=s)
     plain = f.front_[f.front_["post"] == "none"]["gap"].iloc[0]
