@@ -25,6 +25,7 @@ import copy
 import math
 import re
 import sys
+import warnings
 
 import numpy as np
 import torch
@@ -61,8 +62,7 @@ _NO_MATCH = (
 _UNSUPPORTED = (
     "target_modules={targets!r} matched {name!r}, a {kind}, which cannot take "
     "an adapter: only nn.Linear, nn.Conv2d (groups=1, zero padding) and "
-    "transformers' Conv1D can. Name the layers inside it instead, e.g. "
-    "{inside}.{suffix}"
+    "transformers' Conv1D can. {inside}{suffix}"
 )
 
 
@@ -190,13 +190,15 @@ def match_target_modules(model, target_modules):
             )
         if not _is_adaptable(module):
             inside = [c for c in candidates if c.startswith(name + ".")][:5]
+            inside = (f"Name the layers inside it instead, e.g. {inside}."
+                      if inside else f"Layers that can: {candidates[-5:]}.")
             suffix = "" if isinstance(targets, str) or name in targets else (
                 " It matched as a name suffix (peft's rule); for exact names "
                 "pass a regular expression, e.g. "
                 f"{'|'.join(re.escape(t) for t in targets)!r}.")
             raise ValueError(_UNSUPPORTED.format(
                 targets=target_modules, name=name, kind=type(module).__name__,
-                inside=inside or candidates[-5:], suffix=suffix))
+                inside=inside, suffix=suffix))
         names.append(name)
     if not names:
         shown = candidates if len(candidates) <= 20 else (
@@ -689,7 +691,7 @@ def _rows_func(model, layers, X, y, output, max_elements=MAX_CHUNK_ELEMENTS):
             else X[i : i + step]
         grads = per_sample(params, Xs, y[i : i + step])
         for name, layer in layers.items():
-            out[name].append(_weight_rows(layer, grads[wanted[name]].float()))
+            out[name].append(_weight_rows(layer, grads[wanted[name]].detach().float()))
     return {name: torch.cat(v) for name, v in out.items()}
 
 
@@ -874,7 +876,11 @@ def to_peft(model, *, adapter_name="default"):
         init_lora_weights=False, lora_dropout=0.0,
         fan_in_fan_out=any(_is_hf_conv1d(m.base_layer) for m in adapters.values()),
     )
-    peft_model = peft.get_peft_model(plain, config, adapter_name=adapter_name)
+    with warnings.catch_warnings():
+        # peft asks transformers models a deprecated question; not the user's
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
+                                category=FutureWarning)
+        peft_model = peft.get_peft_model(plain, config, adapter_name=adapter_name)
     for name, m in adapters.items():
         lora = peft_model.base_model.model.get_submodule(name)
         lora_A, lora_B = lora.lora_A[adapter_name], lora.lora_B[adapter_name]
