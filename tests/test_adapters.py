@@ -604,3 +604,18 @@ def test_to_peft_rejects_models_without_adapters_and_dilated_convs():
     adapted, _ = inject_adapters(conv, ["0"], 1, init="uniform")
     with pytest.raises(ValueError, match="dilated Conv2d"):
         to_peft(adapted)
+
+
+def test_to_peft_adapter_saves_and_reloads_on_the_residual_base(tmp_path):
+    """PeftModel.save_pretrained / from_pretrained keep our adapter's output."""
+    build, targets, make_x = CASES["cnn"]
+    adapted, _ = inject_adapters(build(), match_target_modules(build(), targets), 2,
+                                 init="uniform")
+    _perturb(adapted)
+    peft_model = to_peft(adapted)
+    peft_model.save_pretrained(tmp_path)
+    residual = to_peft(adapted).unload()  # the base layers hold W_res
+    loaded = peft.PeftModel.from_pretrained(residual, tmp_path).eval()
+    X = make_x()
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(X), adapted(X), atol=1e-5, rtol=1e-4)
