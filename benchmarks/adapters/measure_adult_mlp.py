@@ -1,5 +1,10 @@
 """Adapters on the paper's Adult MLP: LoRA, PiSSA, FWSVD and OURS inits (issue 19).
 
+``--task age-shift`` runs the same comparison on the age-shift task
+(pre-training on the youngest 60 %, new task on the oldest 40 %) with the
+one-hot 64-10-2 backbone (``build_mlp``), adapting its 64 -> 10 layer
+``"1.0"`` (use ``--ranks 1 2 4 8``) and training the head ``"1.2"``.
+
 The paper's 13-20-20-2 ReLU MLP (``build_paper_mlp``), pre-trained per seed on
 the pre-training part of the paper's Adult split exactly as ``winfair-bench
 adult`` does (10 epochs, Adam lr 1e-2, batch 256). On the new task's train
@@ -41,8 +46,9 @@ import torch
 
 from sklearn_winfair._adapters import inject_adapters, inner_group_fisher
 from sklearn_winfair._importance import floor_importance, neutral_importance
-from sklearn_winfair.benchmark._data import make_adult_paper_task
+from sklearn_winfair.benchmark._data import make_adult_paper_task, make_adult_tasks
 from sklearn_winfair.benchmark._pretrain import (
+    build_mlp,
     build_paper_mlp,
     n_params,
     predict_torch,
@@ -50,7 +56,13 @@ from sklearn_winfair.benchmark._pretrain import (
 )
 from sklearn_winfair.metrics import paper_metrics
 
-LAYER, HEAD = "0.2", "1"
+#: task -> (adapted layer, head, description); LAYER / HEAD set in main().
+SETTINGS = {
+    "paper": ("0.2", "1", "paper split, MLP 13-20-20-2, adapter on '0.2' (20->20)"),
+    "age-shift": ("1.0", "1.2", "age shift, one-hot MLP d-64-10-2, adapter on "
+                  "'1.0' (64->10)"),
+}
+LAYER, HEAD = SETTINGS["paper"][:2]
 INITS = {"lora": "LoRA", "uniform": "PiSSA", "fisher": "FWSVD", "neutral": "OURS"}
 
 
@@ -75,9 +87,14 @@ def evaluate(model, split):
 
 
 def run_seed(seed, args):
-    task = make_adult_paper_task(seed)
-    pre = train_torch(build_paper_mlp(13, seed=seed), task.pre.X, task.pre.y,
-                      task.pre.s, epochs=10, lr=1e-2, batch_size=256, seed=seed)
+    if args.task == "paper":
+        task = make_adult_paper_task(seed)
+        model = build_paper_mlp(13, seed=seed)
+    else:
+        task = make_adult_tasks(seed)["income"]
+        model = build_mlp(task.pre.X.shape[1], seed=seed)
+    pre = train_torch(model, task.pre.X, task.pre.y, task.pre.s, epochs=10,
+                      lr=1e-2, batch_size=256, seed=seed)
     tr = task.train
     fit = dict(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                seed=seed, penalty=args.penalty, strength=args.strength)
@@ -158,6 +175,7 @@ def summarize(df):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--task", choices=list(SETTINGS), default="paper")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--ranks", type=int, nargs="+", default=[1, 2, 3, 4])
     parser.add_argument("--epochs", type=int, default=20)
@@ -170,6 +188,8 @@ def main():
     parser.add_argument("--out", type=Path,
                         default=Path(__file__).parent / "results" / "adult_mlp")
     args = parser.parse_args()
+    global LAYER, HEAD
+    LAYER, HEAD, description = SETTINGS[args.task]
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
     rows, start = [], time.perf_counter()
@@ -178,7 +198,7 @@ def main():
         df = pd.DataFrame(rows)
         df.to_csv(args.out / "runs.csv", index=False)
         print(f"seed {seed} done, {time.perf_counter() - start:.0f} s", flush=True)
-    header = (f"Adult, paper MLP 13-20-20-2, adapter on '{LAYER}' (20->20) + head; "
+    header = (f"Adult, {description} + head '{HEAD}'; "
               f"{args.seeds} seeds, {args.epochs} epochs, Adam lr {args.lr}, "
               f"batch {args.batch_size}; penalty {args.penalty} x {args.strength}; "
               "test part; total "
