@@ -567,8 +567,16 @@ def _positions(layer, x, g):
     """
     n = x.shape[0]
     if isinstance(layer, nn.Conv2d):
+        padding = layer.padding
+        if isinstance(padding, str):  # "valid" or "same" (stride 1)
+            pads = []
+            for size, dil in zip(reversed(layer.kernel_size),
+                                 reversed(layer.dilation), strict=True):
+                total = dil * (size - 1) if padding == "same" else 0
+                pads += [total // 2, total - total // 2]  # torch puts extra right
+            x, padding = F.pad(x, pads), 0
         cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation,
-                        padding=layer.padding, stride=layer.stride)
+                        padding=padding, stride=layer.stride)
         return cols.transpose(1, 2), g.reshape(n, g.shape[1], -1).transpose(1, 2)
     return x.reshape(n, -1, x.shape[-1]), g.reshape(n, -1, g.shape[-1])
 
@@ -863,6 +871,13 @@ def to_peft(model, *, adapter_name="default"):
                 "peft's LoRA convolution ignores dilation, so it cannot be "
                 "exported to peft. Use merge_adapters instead."
             )
+    kinds = {_is_hf_conv1d(m.base_layer) for m in adapters.values()}
+    if len(kinds) > 1:
+        raise ValueError(
+            "model mixes adapted transformers Conv1D and torch layers; peft's "
+            "LoraConfig has one fan_in_fan_out for all, so export them "
+            "separately or use merge_adapters."
+        )
     plain = copy.deepcopy(model)
     for name in adapters:
         _set_submodule(plain, name, copy.deepcopy(plain.get_submodule(name).base_layer))
@@ -874,7 +889,7 @@ def to_peft(model, *, adapter_name="default"):
         target_modules="|".join(f"(?:{re.escape(n)})" for n in adapters),
         rank_pattern=exact, alpha_pattern=dict(exact),
         init_lora_weights=False, lora_dropout=0.0,
-        fan_in_fan_out=any(_is_hf_conv1d(m.base_layer) for m in adapters.values()),
+        fan_in_fan_out=kinds.pop(),
     )
     with warnings.catch_warnings():
         # peft asks transformers models a deprecated question; not the user's

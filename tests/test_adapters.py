@@ -483,6 +483,20 @@ def test_inner_fisher_on_conv_layers_equals_vmap():
                   method="hooks", atol=1e-5)
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel:UserWarning")
+def test_inner_fisher_on_same_padded_dilated_conv_equals_vmap():
+    """padding="same" (asymmetric for even kernels) through explicit padding."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(2, 3, (2, 3), padding="same", dilation=(1, 2)),
+                          nn.ReLU(), nn.Flatten(), nn.Linear(3 * 5 * 6, 2)).eval()
+    X, y = torch.randn(5, 2, 5, 6), torch.tensor([0, 1, 1, 0, 1])
+    codes = torch.zeros(5, dtype=torch.long)
+    _check_fisher(model, ["0"], X, y, codes, 1, method="hooks", atol=1e-5)
+    adapted, _ = inject_adapters(model, ["0"], 2, init="uniform")
+    with torch.no_grad():
+        torch.testing.assert_close(adapted(X), model(X), atol=1e-5, rtol=1e-5)
+
+
 def test_inner_fisher_gpt2_conv1d_equals_vmap():
     model = tiny_gpt2()
     ids = tokens(6)[0]
