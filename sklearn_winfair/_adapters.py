@@ -467,8 +467,10 @@ def inject_adapters(model, names, rank, importances=None, init="neutral", *,
     if init not in ADAPTER_INITS:
         raise ValueError(f"init must be one of {ADAPTER_INITS}, got {init!r}.")
     names = list(names)
-    if not names:
-        raise ValueError("names is empty: nothing to adapt.")
+    if not names or "" in names:
+        raise ValueError(
+            "names must list submodules to adapt (not the model itself, name "
+            f"''), got {names!r}; wrap a bare layer in nn.Sequential.")
     if isinstance(random_state, torch.Generator):
         generator = random_state
     else:

@@ -389,6 +389,8 @@ def test_inject_caps_int_rank_and_reports_errors():
         inject_adapters(model, ["1"], {"1": 3}, init="uniform")
     with pytest.raises(ValueError, match=r"needs importances\['0.2'\]"):
         inject_adapters(model, ["0.2"], 1, {"1": np.ones(20)}, "neutral")
+    with pytest.raises(ValueError, match="not the model itself"):
+        inject_adapters(nn.Linear(3, 2), [""], 1, init="lora")
     with pytest.raises(ValueError, match="matched '0.0', which already holds"):
         match_target_modules(adapted, ["0.0"])
 
