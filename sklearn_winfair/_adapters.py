@@ -1,0 +1,914 @@
+"""Low-rank adapters on any layers of a backbone, and their per-group Fisher.
+
+The paper's weighted SVD (Eq. 4) applied to inner layers, not only the head:
+each targeted layer's weight is split ``W = W_res + A B`` where ``A B`` is the
+rank-``r`` truncation of the importance-weighted SVD and ``W_res`` is frozen,
+as peft's PiSSA does (Meng et al. 2024). Only ``A`` and ``B`` train.
+
+Which library does what here: torch builds the layers and computes the
+per-sample gradients (hooks for the closed form, :mod:`torch.func` for the
+fallback); numpy computes the SVD through
+:func:`sklearn_winfair._factorize.weighted_svd`; peft (optional) receives
+the factors in :func:`to_peft`.
+
+Orientation follows the paper: a layer computes ``Z = X W + b`` with ``W``
+of shape ``(d, k)`` (``d`` inputs, ``k`` outputs). torch's ``nn.Linear``
+stores ``weight = W.T`` of shape ``(k, d)``; an ``nn.Conv2d`` of shape
+``(k, c, kh, kw)`` is read through its matrix view ``W`` of shape
+``(c * kh * kw, k)`` (the columns of :func:`torch.nn.functional.unfold`);
+Hugging Face's ``Conv1D`` stores ``W`` itself. ``A`` of shape ``(d, r)`` is
+applied first (peft's ``lora_A.weight`` is ``A.T``), ``B`` of shape
+``(r, k)`` second (peft's ``lora_B.weight`` is ``B.T``).
+"""
+
+import copy
+import math
+import re
+import sys
+import warnings
+
+import numpy as np
+import torch
+from torch import nn
+from torch.func import functional_call, grad, vmap
+from torch.nn import functional as F
+
+from ._factorize import truncation_error, weighted_svd
+from ._outputs import find_logits
+
+__all__ = [
+    "ADAPTER_INITS",
+    "LowRankAdapter",
+    "adaptable_layer_names",
+    "match_target_modules",
+    "inject_adapters",
+    "merge_adapters",
+    "inner_group_fisher",
+    "to_peft",
+]
+
+#: ``init`` values of :class:`LowRankAdapter` and :func:`inject_adapters`.
+ADAPTER_INITS = ("neutral", "fisher", "uniform", "lora")
+#: Inits that split ``W`` by weighted SVD (the others leave ``W`` unchanged).
+SVD_INITS = ("neutral", "fisher", "uniform")
+#: Largest number of float32 elements one per-sample-gradient chunk may hold.
+MAX_CHUNK_ELEMENTS = 2**24
+
+_NO_MATCH = (
+    "target_modules={targets!r} matched no module of the model. Layers that "
+    "can take an adapter (nn.Linear, nn.Conv2d, transformers' Conv1D): "
+    "{candidates}."
+)
+_UNSUPPORTED = (
+    "target_modules={targets!r} matched {name!r}, a {kind}, which cannot take "
+    "an adapter: only nn.Linear, nn.Conv2d (groups=1, zero padding) and "
+    "transformers' Conv1D can. {inside}{suffix}"
+)
+
+
+def _is_hf_conv1d(module):
+    pu = sys.modules.get("transformers.pytorch_utils")
+    return pu is not None and isinstance(module, pu.Conv1D)
+
+
+def _is_adaptable(module):
+    if isinstance(module, nn.Conv2d):
+        return module.groups == 1 and module.padding_mode == "zeros"
+    return isinstance(module, nn.Linear) or _is_hf_conv1d(module)
+
+
+def adaptable_layer_names(model):
+    """Return the qualified names of the layers that can take an adapter.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Any model.
+
+    Returns
+    -------
+    names : list of str
+        Names of its ``nn.Linear``, ``nn.Conv2d`` (``groups=1``, zero
+        padding) and transformers ``Conv1D`` submodules, in module order;
+        layers already wrapped in a :class:`LowRankAdapter` are left out.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sklearn_winfair._adapters import adaptable_layer_names
+    >>> adaptable_layer_names(nn.Sequential(nn.Linear(3, 4), nn.ReLU(),
+    ...                                     nn.Linear(4, 2)))
+    ['0', '2']
+    """
+    inside = {f"{n}.base_layer" for n, m in model.named_modules()
+              if isinstance(m, LowRankAdapter)}
+    return [n for n, m in model.named_modules()
+            if n and n not in inside and _is_adaptable(m)]
+
+
+def _matches(targets, key):
+    # peft's check_target_module_exists (tuners_utils.py), without its
+    # layers_to_transform / exclude_modules options.
+    if isinstance(targets, str):
+        return re.fullmatch(targets, key) is not None
+    return key in targets or any(key.endswith(f".{t}") for t in targets)
+
+
+def match_target_modules(model, target_modules):
+    r"""Resolve peft-style ``target_modules`` to qualified layer names.
+
+    The rule is peft's (``check_target_module_exists``): a ``str`` is a
+    regular expression that must match the whole qualified name
+    (:func:`re.fullmatch`); a list of names matches every module whose
+    qualified name equals one of them or ends with ``"." + name``. The root
+    module (name ``""``) is never matched.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The backbone.
+    target_modules : str or list of str
+        Regular expression, or names / name suffixes.
+
+    Returns
+    -------
+    names : list of str
+        Matched qualified names, in module order.
+
+    Raises
+    ------
+    TypeError
+        If ``target_modules`` is neither a str nor a list/tuple of str.
+    ValueError
+        If nothing matches (the message lists the layers that can take an
+        adapter), or a match is a module that cannot (a container, a
+        grouped convolution): the message names it.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sklearn_winfair._adapters import match_target_modules
+    >>> model = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.ReLU()),
+    ...                       nn.Linear(4, 2))
+    >>> match_target_modules(model, ["0"])  # the container "0" cannot adapt
+    Traceback (most recent call last):
+    ...
+    ValueError: target_modules=['0'] matched '0', a Sequential, ...
+    >>> match_target_modules(model, ["0.0"])
+    ['0.0']
+    >>> match_target_modules(model, ["1"])  # suffix rule: "0.1" ends with ".1"
+    Traceback (most recent call last):
+    ...
+    ValueError: target_modules=['1'] matched '0.1', a ReLU, ...
+    >>> match_target_modules(model, r"1|0\.0")  # a regex matches whole names
+    ['0.0', '1']
+    """
+    if isinstance(target_modules, (list, tuple, set, frozenset)):
+        kinds = sorted({type(t).__name__ for t in target_modules} - {"str"})
+        if kinds:
+            raise TypeError(
+                "target_modules must be a str (regular expression) or a list "
+                f"of str, got a list holding {kinds}."
+            )
+        targets = list(target_modules)
+    elif isinstance(target_modules, str):
+        targets = target_modules
+    else:
+        raise TypeError(
+            "target_modules must be a str (regular expression) or a list of "
+            f"str, got {type(target_modules).__name__}."
+        )
+    candidates = adaptable_layer_names(model)
+    names = []
+    for name, module in model.named_modules():
+        if not name or not _matches(targets, name):
+            continue
+        if isinstance(module, LowRankAdapter):
+            raise ValueError(
+                f"target_modules={target_modules!r} matched {name!r}, which "
+                "already holds an adapter; merge_adapters() first."
+            )
+        if not _is_adaptable(module):
+            inside = [c for c in candidates if c.startswith(name + ".")][:5]
+            inside = (f"Name the layers inside it instead, e.g. {inside}."
+                      if inside else f"Layers that can: {candidates[-5:]}.")
+            suffix = "" if isinstance(targets, str) or name in targets else (
+                " It matched as a name suffix (peft's rule); for exact names "
+                "pass a regular expression, e.g. "
+                f"{'|'.join(re.escape(t) for t in targets)!r}.")
+            raise ValueError(_UNSUPPORTED.format(
+                targets=target_modules, name=name, kind=type(module).__name__,
+                inside=inside, suffix=suffix))
+        names.append(name)
+    if not names:
+        shown = candidates if len(candidates) <= 20 else (
+            candidates[:10] + ["..."] + candidates[-10:])
+        raise ValueError(_NO_MATCH.format(targets=target_modules,
+                                          candidates=shown))
+    return names
+
+
+def _paper_weight(layer):
+    """``W`` of shape ``(d, k)`` (paper orientation), float64 numpy."""
+    w = layer.weight.detach().to("cpu", torch.float64)
+    if isinstance(layer, nn.Conv2d):
+        return w.reshape(w.shape[0], -1).T.numpy()
+    if _is_hf_conv1d(layer):
+        return w.numpy()
+    return w.T.numpy()
+
+
+def _to_layer_weight(layer, W):
+    """Inverse of :func:`_paper_weight`: a (d, k) tensor in the layer's layout."""
+    if isinstance(layer, nn.Conv2d):
+        return W.T.reshape(layer.weight.shape)
+    if _is_hf_conv1d(layer):
+        return W
+    return W.T
+
+
+def _lora_init_A(d, rank, generator):
+    # peft's default: kaiming_uniform_(lora_A.weight, a=sqrt(5)) on a (rank, d)
+    # weight, i.e. U(-1/sqrt(d), 1/sqrt(d)); B = 0.
+    bound = 1.0 / math.sqrt(d)
+    A_t = torch.rand(rank, d, generator=generator, dtype=torch.float64)
+    return ((2 * A_t - 1) * bound).T.numpy()
+
+
+class LowRankAdapter(nn.Module):
+    """A frozen residual layer plus a trainable low-rank update ``A B``.
+
+    ``forward(x) = base_layer(x) + (x A) B``, with ``base_layer`` the
+    original layer whose weight is replaced by ``W_res = W - A B`` (frozen,
+    bias included), so the adapter computes ``x W + b`` at initialization
+    for every ``init`` and rank. For an ``nn.Conv2d`` ``x A`` is a
+    convolution with the layer's kernel, stride, padding and dilation into
+    ``r`` channels, and ``B`` a 1x1 convolution back to ``k``.
+
+    Parameters
+    ----------
+    layer : nn.Linear, nn.Conv2d or transformers Conv1D
+        The pre-trained layer; copied, not modified.
+    rank : int
+        Inner dimension ``r``, in ``[1, min(d, k)]``.
+    init : {"neutral", "fisher", "uniform", "lora"}, default="neutral"
+        ``"neutral"``, ``"fisher"`` and ``"uniform"`` split ``W`` by the
+        importance-weighted SVD of paper Eq. 4, ``diag(ihat) W = U S V^T``,
+        ``A = diag(ihat)^{-1} U_r S_r``, ``B = V_r^T``: with ``ihat`` the
+        group-neutralized importance (the method), the pooled Fisher
+        (FWSVD) or all ones (PiSSA). They differ only by ``importance``.
+        ``"lora"`` is peft's default LoRA: ``A`` uniform in
+        ``+-1/sqrt(d)`` (Kaiming), ``B = 0``, ``W_res = W``.
+    importance : array-like of shape (d,) or None, default=None
+        Strictly positive ``ihat``; required for ``"neutral"`` and
+        ``"fisher"``, ignored by ``"lora"``, must be ``None`` or all equal
+        for ``"uniform"``.
+    dtype : torch.dtype, default=torch.float32
+        Dtype of ``A`` and ``B``; the branch computes in it and casts its
+        output to the layer's dtype (fp16 / bf16 trunks keep their dtype).
+    generator : torch.Generator or None, default=None
+        Random source of the ``"lora"`` init.
+    svd_method : {"auto", "full", "randomized"}, default="auto"
+        Passed to :func:`~sklearn_winfair._factorize.weighted_svd`.
+
+    Attributes
+    ----------
+    base_layer : torch.nn.Module
+        The layer with weight ``W_res``; frozen.
+    A : torch.nn.Parameter of shape (d, rank)
+    B : torch.nn.Parameter of shape (rank, k)
+    truncation_error_ : float
+        ``||diag(ihat) (W - A B)||_F / ||diag(ihat) W||_F`` at init (0 at
+        full rank for the SVD inits; 1 for ``"lora"``, whose ``A B`` is 0).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from sklearn_winfair._adapters import LowRankAdapter
+    >>> layer = torch.nn.Linear(4, 3)
+    >>> adapter = LowRankAdapter(layer, rank=2, init="uniform")
+    >>> x = torch.randn(5, 4)
+    >>> bool(torch.allclose(adapter(x), layer(x), atol=1e-6))
+    True
+    >>> [n for n, p in adapter.named_parameters() if p.requires_grad]
+    ['A', 'B']
+    """
+
+    def __init__(self, layer, rank, *, init="neutral", importance=None,
+                 dtype=torch.float32, generator=None, svd_method="auto"):
+        super().__init__()
+        if not _is_adaptable(layer):
+            raise TypeError(
+                "layer must be an nn.Linear, an nn.Conv2d (groups=1, zero "
+                f"padding) or a transformers Conv1D, got {type(layer).__name__}."
+            )
+        if init not in ADAPTER_INITS:
+            raise ValueError(f"init must be one of {ADAPTER_INITS}, got {init!r}.")
+        W = _paper_weight(layer)
+        d, k = W.shape
+        if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) \
+                or not 1 <= rank <= min(d, k):
+            raise ValueError(
+                f"rank must be an int in [1, {min(d, k)}] for a {d} x {k} "
+                f"layer, got {rank!r}."
+            )
+        rank = int(rank)
+        ihat = self._check_importance(init, importance, d)
+        if init == "lora":
+            A = _lora_init_A(d, rank, generator)
+            B = np.zeros((rank, k))
+        else:
+            A, B = weighted_svd(W, ihat, rank, method=svd_method)
+        self.init = init
+        self.truncation_error_ = truncation_error(W, ihat, A, B)
+        base = copy.deepcopy(layer)
+        W_res = torch.from_numpy(W - A @ B)
+        with torch.no_grad():
+            base.weight.copy_(_to_layer_weight(layer, W_res).to(base.weight.dtype))
+        base.requires_grad_(False)
+        self.base_layer = base
+        self.A = nn.Parameter(torch.as_tensor(A, dtype=dtype,
+                                              device=layer.weight.device))
+        self.B = nn.Parameter(torch.as_tensor(B, dtype=dtype,
+                                              device=layer.weight.device))
+
+    @staticmethod
+    def _check_importance(init, importance, d):
+        if init in ("neutral", "fisher"):
+            if importance is None:
+                raise ValueError(
+                    f"init={init!r} needs importance (the diagonal ihat of "
+                    f"length {d}); pass it, or use init='uniform' (PiSSA)."
+                )
+        elif init == "uniform" and importance is not None:
+            values = np.asarray(importance, dtype=float)
+            if values.shape != (d,) or not np.allclose(values, values.flat[0]):
+                raise ValueError(
+                    "init='uniform' means ihat = 1 (PiSSA); importance must be "
+                    "None or constant."
+                )
+        if init in ("uniform", "lora") or importance is None:
+            return np.ones(d)
+        ihat = np.asarray(importance, dtype=np.float64)
+        if ihat.shape != (d,) or np.any(ihat <= 0) or not np.all(np.isfinite(ihat)):
+            raise ValueError(
+                f"importance must be {d} finite, strictly positive values "
+                f"(one per input of the layer), got shape {ihat.shape}"
+                + (" with non-positive or non-finite entries."
+                   if ihat.shape == (d,) else ".")
+            )
+        return ihat
+
+    @property
+    def rank(self):
+        """Inner dimension ``r``."""
+        return self.A.shape[1]
+
+    def _down(self, x):
+        """``x A`` in the layer's convention (a convolution for Conv2d)."""
+        base = self.base_layer
+        A = self.A
+        if isinstance(base, nn.Conv2d):
+            kernel = A.T.reshape(self.rank, *base.weight.shape[1:])
+            return F.conv2d(x.to(A.dtype), kernel, None, base.stride,
+                            base.padding, base.dilation)
+        return x.to(A.dtype) @ A
+
+    def _up(self, h):
+        if isinstance(self.base_layer, nn.Conv2d):
+            return F.conv2d(h, self.B.T[:, :, None, None])
+        return h @ self.B
+
+    def forward(self, x):
+        """Return ``base_layer(x) + (x A) B``."""
+        out = self.base_layer(x)
+        return out + self._up(self._down(x)).to(out.dtype)
+
+    def get_delta_weight(self):
+        """Return ``A B`` in the layer's own weight layout (peft's name).
+
+        Returns
+        -------
+        delta : torch.Tensor
+            Shape of ``base_layer.weight``, dtype of ``A``.
+        """
+        return _to_layer_weight(self.base_layer, self.A @ self.B)
+
+    def merge(self):
+        """Return the original layer type with weight ``W_res + A B``.
+
+        Returns
+        -------
+        layer : nn.Linear, nn.Conv2d or Conv1D
+            A new frozen layer of the wrapped layer's class and dtype.
+        """
+        merged = copy.deepcopy(self.base_layer)
+        with torch.no_grad():
+            w = merged.weight.to(self.A.dtype) + self.get_delta_weight().detach()
+            merged.weight.copy_(w.to(merged.weight.dtype))
+        merged.requires_grad_(False)
+        return merged
+
+
+def _set_submodule(model, name, new):
+    parent_name, _, child = name.rpartition(".")
+    parent = model.get_submodule(parent_name) if parent_name else model
+    setattr(parent, child, new)
+
+
+def inject_adapters(model, names, rank, importances=None, init="neutral", *,
+                    dtype=torch.float32, random_state=None, svd_method="auto"):
+    """Return a copy of ``model`` with a :class:`LowRankAdapter` at each name.
+
+    Every parameter of the copy is frozen except the adapters' ``A`` and
+    ``B``; unfreeze a head yourself to train it too.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The pre-trained backbone; not modified.
+    names : list of str
+        Qualified layer names, e.g. from :func:`match_target_modules`.
+    rank : int or dict of str to int
+        Rank of every adapter, or per name. An int larger than a layer's
+        ``min(d, k)`` is capped to it (so ``rank=10**6`` means full rank);
+        a dict value is not.
+    importances : dict of str to array-like of shape (d,), or None
+        ``ihat`` of each layer (e.g. :func:`neutral_importance` of
+        :func:`inner_group_fisher`'s output); needed for ``"neutral"`` and
+        ``"fisher"``.
+    init : {"neutral", "fisher", "uniform", "lora"}, default="neutral"
+        See :class:`LowRankAdapter`.
+    dtype : torch.dtype, default=torch.float32
+        Dtype of the adapters' factors.
+    random_state : int, torch.Generator or None, default=None
+        Seed of the ``"lora"`` init (drawn per layer, in ``names`` order).
+    svd_method : {"auto", "full", "randomized"}, default="auto"
+        See :func:`~sklearn_winfair._factorize.weighted_svd`.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The adapted copy, in the mode ``model`` was in.
+    info : dict
+        ``{"ranks": {name: r}, "truncation_error": {name: e},
+        "n_trainable": int}``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_winfair._adapters import inject_adapters
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> adapted, info = inject_adapters(model, ["0"], rank=1, init="uniform")
+    >>> type(adapted[0]).__name__, info["ranks"], info["n_trainable"]
+    ('LowRankAdapter', {'0': 1}, 7)
+    """
+    if init not in ADAPTER_INITS:
+        raise ValueError(f"init must be one of {ADAPTER_INITS}, got {init!r}.")
+    names = list(names)
+    if not names or "" in names:
+        raise ValueError(
+            "names must list submodules to adapt (not the model itself, name "
+            f"''), got {names!r}; wrap a bare layer in nn.Sequential.")
+    if isinstance(random_state, torch.Generator):
+        generator = random_state
+    else:
+        generator = torch.Generator().manual_seed(
+            0 if random_state is None else int(random_state))
+    model = copy.deepcopy(model)
+    model.requires_grad_(False)
+    info = {"ranks": {}, "truncation_error": {}}
+    for name in names:
+        layer = model.get_submodule(name)
+        if isinstance(rank, dict):
+            if name not in rank:
+                raise ValueError(f"rank has no entry for layer {name!r}.")
+            r = rank[name]
+        else:
+            full = min(_paper_weight(layer).shape) if _is_adaptable(layer) else rank
+            r = min(rank, full) if isinstance(rank, (int, np.integer)) else rank
+        ihat = None
+        if init in ("neutral", "fisher"):
+            if importances is None or name not in importances:
+                raise ValueError(
+                    f"init={init!r} needs importances[{name!r}]; got "
+                    f"{None if importances is None else sorted(importances)}."
+                )
+            ihat = importances[name]
+        try:
+            adapter = LowRankAdapter(layer, r, init=init, importance=ihat,
+                                     dtype=dtype, generator=generator,
+                                     svd_method=svd_method)
+        except (TypeError, ValueError) as exc:
+            raise type(exc)(f"layer {name!r}: {exc}") from exc
+        adapter.train(layer.training)
+        _set_submodule(model, name, adapter)
+        info["ranks"][name] = adapter.rank
+        info["truncation_error"][name] = adapter.truncation_error_
+    info["n_trainable"] = int(sum(p.numel() for p in model.parameters()
+                                  if p.requires_grad))
+    return model, info
+
+
+def merge_adapters(model):
+    """Return a copy of ``model`` with every :class:`LowRankAdapter` merged.
+
+    Each adapter becomes its original layer with weight ``W_res + A B``, so
+    the result has the user's architecture again and its ``state_dict``
+    loads into a fresh copy of it (torch alone, strict).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from :func:`inject_adapters`, trained or not.
+
+    Returns
+    -------
+    merged : torch.nn.Module
+        A copy; the merged layers are frozen, other parameters keep their
+        ``requires_grad``.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_winfair._adapters import inject_adapters, merge_adapters
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> adapted, _ = inject_adapters(model, ["0", "2"], rank=1, init="lora")
+    >>> merge_adapters(adapted)
+    Sequential(
+      (0): Linear(in_features=3, out_features=4, bias=True)
+      (1): ReLU()
+      (2): Linear(in_features=4, out_features=2, bias=True)
+    )
+    """
+    model = copy.deepcopy(model)
+    if isinstance(model, LowRankAdapter):
+        return model.merge()
+    wrapped = [n for n, m in model.named_modules() if isinstance(m, LowRankAdapter)]
+    for name in wrapped:  # outer names first; adapters never nest
+        _set_submodule(model, name, model.get_submodule(name).merge())
+    return model
+
+
+# --------------------------------------------------------------------------
+# Per-group Fisher of inner layers
+# --------------------------------------------------------------------------
+
+
+class _NoClosedForm(Exception):
+    """Hooks cannot give per-sample gradients here (fall back to torch.func)."""
+
+
+def _positions(layer, x, g):
+    """Per-sample inputs and output gradients as ``(n, T, d)`` and ``(n, T, k)``.
+
+    The layer's weight gradient for sample ``i`` is
+    ``sum_t x[i, t]^T g[i, t]`` (``T`` positions: tokens, pixels).
+    """
+    n = x.shape[0]
+    if isinstance(layer, nn.Conv2d):
+        padding = layer.padding
+        if isinstance(padding, str):  # "valid" or "same" (stride 1)
+            pads = []
+            for size, dil in zip(reversed(layer.kernel_size),
+                                 reversed(layer.dilation), strict=True):
+                total = dil * (size - 1) if padding == "same" else 0
+                pads += [total // 2, total - total // 2]  # torch puts extra right
+            x, padding = F.pad(x, pads), 0
+        cols = F.unfold(x, layer.kernel_size, dilation=layer.dilation,
+                        padding=padding, stride=layer.stride)
+        return cols.transpose(1, 2), g.reshape(n, g.shape[1], -1).transpose(1, 2)
+    return x.reshape(n, -1, x.shape[-1]), g.reshape(n, -1, g.shape[-1])
+
+
+def _row_sums(x, g, max_elements=MAX_CHUNK_ELEMENTS):
+    """``sum_c (sum_t x[i, t, j] g[i, t, c])**2`` for every sample ``i``, row ``j``.
+
+    Without positions (``T = 1``) this is ``x_ij**2 ||g_i||**2``. With
+    positions, either form the per-sample gradient ``x_i^T g_i`` (``d x k``
+    per sample) and square it, or use the Gram form
+    ``sum_{t,s} x_tj x_sj <g_t, g_s>`` (``T x T`` per sample), whichever is
+    cheaper; rows are processed in chunks of at most ``max_elements``.
+    """
+    n, T, d = x.shape
+    k = g.shape[2]
+    if T == 1:
+        return x[:, 0].square() * g[:, 0].square().sum(1, keepdim=True)
+    gram = T * T * (d + k) < T * d * k
+    per_row = T * T + T * d if gram else d * k
+    step = max(1, max_elements // per_row)
+    out = []
+    for i in range(0, n, step):
+        xs, gs = x[i : i + step], g[i : i + step]
+        if gram:
+            K = gs @ gs.transpose(1, 2)  # (n, T, T)
+            out.append((xs * (K @ xs)).sum(1))
+        else:
+            out.append((xs.transpose(1, 2) @ gs).square().sum(2))
+    return torch.cat(out)
+
+
+def _weight_rows(layer, g_weight):
+    """Per-sample torch weight gradients -> ``(n, d)`` row sums of squares."""
+    n = g_weight.shape[0]
+    if isinstance(layer, nn.Conv2d):
+        return g_weight.reshape(n, g_weight.shape[1], -1).square().sum(1)
+    if _is_hf_conv1d(layer):
+        return g_weight.square().sum(2)
+    return g_weight.square().sum(1)
+
+
+def _call(model, X, params=None):
+    args, kwargs = ((), X) if isinstance(X, dict) else ((X,), {})
+    if params is None:
+        return model(*args, **kwargs)
+    return functional_call(model, params, args, kwargs)
+
+
+def _batch_len(X):
+    return len(next(iter(X.values()))) if isinstance(X, dict) else len(X)
+
+
+def _rows_hooks(model, layers, X, y, output):
+    """Per-sample row sums of every layer from one backward of the summed loss.
+
+    ``L = sum_i CE_i``: row ``i`` of a layer's output gradient is
+    ``dCE_i / dz_i`` because samples do not interact in eval mode. A layer
+    called several times gets its calls' positions concatenated.
+    """
+    n = _batch_len(X)
+    calls = {name: [] for name in layers}
+    handles = []
+
+    def make_hook(name):
+        def hook(module, args, out):
+            if not isinstance(out, torch.Tensor) or args[0].shape[0] != n \
+                    or out.shape[0] != n:
+                raise _NoClosedForm
+            if not out.requires_grad:  # a frozen trunk below: start a graph
+                out = out.detach().requires_grad_(True)
+            calls[name].append((args[0].detach(), out))
+            return out
+        return hook
+
+    for name, layer in layers.items():
+        handles.append(layer.register_forward_hook(make_hook(name)))
+    try:
+        with torch.enable_grad():
+            logits = find_logits(_call(model, X), output).float()
+            missing = [name for name, c in calls.items() if not c]
+            if missing:  # weight used without calling the module
+                raise _NoClosedForm
+            loss = F.cross_entropy(logits, y.to(logits.device), reduction="sum")
+            outs = [out for c in calls.values() for _, out in c]
+            grads = list(torch.autograd.grad(loss, outs, allow_unused=True))
+    finally:
+        for h in handles:
+            h.remove()
+    rows = {}
+    for name, layer in layers.items():
+        xs, gs = [], []
+        for x, out in calls[name]:
+            g = grads.pop(0)
+            g = torch.zeros_like(out) if g is None else g
+            xt, gt = _positions(layer, x.float(), g.float())
+            xs.append(xt)
+            gs.append(gt)
+        rows[name] = _row_sums(torch.cat(xs, 1), torch.cat(gs, 1))
+    return rows
+
+
+def _rows_func(model, layers, X, y, output, max_elements=MAX_CHUNK_ELEMENTS):
+    """Per-sample row sums by :func:`torch.func.vmap` of :func:`torch.func.grad`."""
+    wanted = {name: f"{name}.weight" for name in layers}
+    params = {w: model.get_parameter(w).detach() for w in wanted.values()}
+
+    def loss(p, xi, yi):
+        xi = {k: v.unsqueeze(0) for k, v in xi.items()} if isinstance(xi, dict) \
+            else xi.unsqueeze(0)
+        logits = find_logits(_call(model, xi, p), output).float()
+        return F.cross_entropy(logits, yi.unsqueeze(0))
+
+    per_sample = vmap(grad(loss), in_dims=(None, 0, 0))
+    size = sum(p.numel() for p in params.values())
+    step = max(1, max_elements // size)
+    n = _batch_len(X)
+    out = {name: [] for name in layers}
+    for i in range(0, n, step):
+        Xs = {k: v[i : i + step] for k, v in X.items()} if isinstance(X, dict) \
+            else X[i : i + step]
+        grads = per_sample(params, Xs, y[i : i + step])
+        for name, layer in layers.items():
+            out[name].append(_weight_rows(layer, grads[wanted[name]].detach().float()))
+    return {name: torch.cat(v) for name, v in out.items()}
+
+
+def inner_group_fisher(model, names, batches, n_groups, *, output=None,
+                       method="auto"):
+    """Per-group empirical Fisher row importance of inner layers of a model.
+
+    For each layer ``W`` (paper orientation, ``d x k``) and group ``s``:
+    ``I_s[j] = sum_c mean_{i in s} (dL_i / dW[j, c])**2``, with ``L_i`` the
+    cross-entropy of sample ``i`` through the whole model. The means are
+    weighted by ``sample_weight`` when batches carry it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The pre-trained backbone; put in eval mode during the computation
+        (restored after), not modified.
+    names : list of str
+        Qualified names of ``nn.Linear`` / ``nn.Conv2d`` / ``Conv1D`` layers.
+    batches : iterable of tuples
+        ``(X, y, codes)`` or ``(X, y, codes, sample_weight)``: ``X`` a tensor
+        or a dict of tensors (passed as keyword arguments) on the model's
+        device, ``y`` encoded labels, ``codes`` group codes in
+        ``range(n_groups)``, ``sample_weight`` non-negative or ``None``.
+    n_groups : int
+        Number of groups (1 for the pooled Fisher).
+    output : None, str, int or callable, default=None
+        Where the logits are in the model's output
+        (:func:`~sklearn_winfair._outputs.find_logits`).
+    method : {"auto", "hooks", "func"}, default="auto"
+        ``"hooks"``: closed form from forward / backward hooks (see Notes).
+        ``"func"``: :func:`torch.func.vmap` of :func:`torch.func.grad`.
+        ``"auto"``: hooks, and func for a batch where hooks cannot work
+        (the layer's weight used without calling it, the batch not on the
+        first axis of its input).
+
+    Returns
+    -------
+    importance : dict of str to ndarray of shape (n_groups, d)
+        ``I_s`` per layer; a group with no rows (or zero weight) is all 0.
+
+    Notes
+    -----
+    A layer's per-sample weight gradient is ``sum_t x_{i,t}^T g_{i,t}``
+    over its positions ``t`` (tokens, pixels; ``F.unfold`` columns for a
+    convolution), with ``x`` its input and ``g = dL_i/dz`` its output
+    gradient, the sum taken *before* squaring. Without positions,
+    ``I[j] = mean_i x_ij**2 ||g_i||**2``. One backward of the summed loss
+    gives every ``g_i`` at once (samples do not interact in eval mode).
+    Everything is computed in float32 (``x`` and ``g`` are cast, the loss
+    takes float32 logits) and accumulated in float64, whatever the trunk's
+    dtype; the gradient itself flows back through the trunk in its dtype.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> from sklearn_winfair._adapters import inner_group_fisher
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> X, y = torch.randn(8, 3), torch.tensor([0, 1] * 4)
+    >>> codes = torch.tensor([0] * 5 + [1] * 3)
+    >>> inner_group_fisher(model, ["0"], [(X, y, codes)], n_groups=2)["0"].shape
+    (2, 3)
+    """
+    if method not in ("auto", "hooks", "func"):
+        raise ValueError(
+            f"method must be 'auto', 'hooks' or 'func', got {method!r}.")
+    layers = {}
+    for name in names:
+        layer = model.get_submodule(name)
+        if not _is_adaptable(layer):
+            raise ValueError(
+                f"names holds {name!r}, a {type(layer).__name__}; the Fisher is "
+                "computed for nn.Linear, nn.Conv2d and Conv1D layers only."
+            )
+        layers[name] = layer
+    was_training = model.training
+    model.eval()
+    sums, counts = None, torch.zeros(n_groups, dtype=torch.float64)
+    try:
+        for Xb, yb, cb, *wb in batches:
+            wb = wb[0] if wb else None
+            rows = None
+            if method != "func":
+                try:
+                    rows = _rows_hooks(model, layers, Xb, yb, output)
+                except _NoClosedForm:
+                    if method == "hooks":
+                        raise ValueError(
+                            "method='hooks' cannot compute per-sample gradients "
+                            "here (a targeted layer is not called as a module, "
+                            "or its input does not have the batch on its first "
+                            "axis); use method='func' or 'auto'.") from None
+            if rows is None:
+                rows = _rows_func(model, layers, Xb, yb, output)
+            device = next(iter(rows.values())).device
+            if sums is None:
+                sums = {name: torch.zeros(n_groups, r.shape[1], dtype=torch.float64,
+                                          device=device)
+                        for name, r in rows.items()}
+            cb = cb.to(device)
+            wb = torch.ones(len(cb), dtype=torch.float64, device=device) \
+                if wb is None else wb.to(device=device, dtype=torch.float64)
+            for name, r in rows.items():
+                sums[name].index_add_(0, cb, r.to(torch.float64) * wb[:, None])
+            counts += torch.bincount(cb.cpu(), weights=wb.cpu(),
+                                     minlength=n_groups).to(torch.float64)
+    finally:
+        model.train(was_training)
+    if sums is None:
+        raise ValueError("batches is empty: no rows to compute the Fisher on.")
+    denom = torch.where(counts > 0, counts, 1.0).unsqueeze(1).numpy()
+    return {name: s.cpu().numpy() / denom for name, s in sums.items()}
+
+
+# --------------------------------------------------------------------------
+# peft export
+# --------------------------------------------------------------------------
+
+
+def _import_peft():
+    try:
+        import peft
+    except ImportError as exc:  # pragma: no cover - peft is installed in CI
+        raise ImportError(
+            "to_peft needs the optional package peft: pip install peft."
+        ) from exc
+    return peft
+
+
+def to_peft(model, *, adapter_name="default"):
+    """Return a peft ``PeftModel`` computing what ``model``'s adapters compute.
+
+    Each :class:`LowRankAdapter` becomes peft's LoRA layer on its residual
+    base layer, with ``lora_A.weight = A.T`` and
+    ``lora_B.weight = B.T / scaling`` (``lora_alpha = r``, so
+    ``scaling = 1``), the way peft's own PiSSA init writes its factors and
+    residual (``LoraLayer.pissa_init``). ``PeftModel.save_pretrained`` then
+    saves the adapter; it applies on top of the *residual* base, as a
+    PiSSA adapter does.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A model from :func:`inject_adapters`; not modified.
+    adapter_name : str, default="default"
+        peft's adapter name.
+
+    Returns
+    -------
+    peft_model : peft.PeftModel
+        Trainable parameters: the LoRA factors only.
+
+    Raises
+    ------
+    ValueError
+        If ``model`` holds no adapter, or an adapted convolution is dilated
+        (peft's LoRA convolution ignores dilation).
+    """
+    peft = _import_peft()
+    adapters = {n: m for n, m in model.named_modules() if isinstance(m, LowRankAdapter)}
+    if not adapters:
+        raise ValueError("model holds no LowRankAdapter; call inject_adapters first.")
+    for name, m in adapters.items():
+        base = m.base_layer
+        if isinstance(base, nn.Conv2d) and tuple(base.dilation) != (1, 1):
+            raise ValueError(
+                f"layer {name!r} is a dilated Conv2d (dilation={base.dilation}); "
+                "peft's LoRA convolution ignores dilation, so it cannot be "
+                "exported to peft. Use merge_adapters instead."
+            )
+    kinds = {_is_hf_conv1d(m.base_layer) for m in adapters.values()}
+    if len(kinds) > 1:
+        raise ValueError(
+            "model mixes adapted transformers Conv1D and torch layers; peft's "
+            "LoraConfig has one fan_in_fan_out for all, so export them "
+            "separately or use merge_adapters."
+        )
+    plain = copy.deepcopy(model)
+    for name in adapters:
+        _set_submodule(plain, name, copy.deepcopy(plain.get_submodule(name).base_layer))
+    # Anchored, escaped names: peft fullmatches a str target_modules, and its
+    # rank_pattern keys are searched as r"(.*\.)?(key)$".
+    exact = {f"^{re.escape(n)}": m.rank for n, m in adapters.items()}
+    config = peft.LoraConfig(
+        r=max(exact.values()), lora_alpha=max(exact.values()),
+        target_modules="|".join(f"(?:{re.escape(n)})" for n in adapters),
+        rank_pattern=exact, alpha_pattern=dict(exact),
+        init_lora_weights=False, lora_dropout=0.0,
+        fan_in_fan_out=kinds.pop(),
+    )
+    with warnings.catch_warnings():
+        # peft asks transformers models a deprecated question; not the user's
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing",
+                                category=FutureWarning)
+        peft_model = peft.get_peft_model(plain, config, adapter_name=adapter_name)
+    for name, m in adapters.items():
+        lora = peft_model.base_model.model.get_submodule(name)
+        lora_A, lora_B = lora.lora_A[adapter_name], lora.lora_B[adapter_name]
+        if lora_A.weight.shape[0] != m.rank:
+            raise RuntimeError(  # pragma: no cover - guards peft's matching
+                f"peft gave layer {name!r} rank {lora_A.weight.shape[0]}, "
+                f"expected {m.rank}.")
+        scaling = lora.scaling[adapter_name]
+        with torch.no_grad():
+            A_t = m.A.detach().T.reshape(lora_A.weight.shape)
+            B_t = (m.B.detach().T / scaling).reshape(lora_B.weight.shape)
+            lora_A.weight.copy_(A_t.to(lora_A.weight.dtype))
+            lora_B.weight.copy_(B_t.to(lora_B.weight.dtype))
+    return peft_model
