@@ -31,11 +31,11 @@ SUBPACKAGES = sorted(
 # when the docstring gains one.
 MISSING_EXAMPLES = {
     # the reproduction harness: its functions run for minutes, see the CLI
-    "sklearn_winfair.benchmark.run_benchmark",
-    "sklearn_winfair.benchmark.BenchmarkResult",
-    "sklearn_winfair.benchmark.Settings",
-    "sklearn_winfair.benchmark.task_metrics",
-    "sklearn_winfair.benchmark.main",
+    "sklearn_winfair.reproduction.run_benchmark",
+    "sklearn_winfair.reproduction.BenchmarkResult",
+    "sklearn_winfair.reproduction.Settings",
+    "sklearn_winfair.reproduction.task_metrics",
+    "sklearn_winfair.reproduction.main",
 }
 
 

@@ -55,7 +55,7 @@ def plot_pareto(summary, path, title, paper_points=None):
     Parameters
     ----------
     summary : pandas.DataFrame
-        Output of :func:`~sklearn_winfair.benchmark._report.summarize` with a
+        Output of :func:`~sklearn_winfair.reproduction._report.summarize` with a
         ``family`` column.
     path : pathlib.Path
         Output PNG.

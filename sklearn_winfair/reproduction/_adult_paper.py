@@ -2,14 +2,14 @@
 
 One seed of ``winfair-bench adult`` (see :func:`adult_paper_seed`):
 
-* task: :func:`~sklearn_winfair.benchmark._data.make_adult_paper_task`
+* task: :func:`~sklearn_winfair.reproduction._data.make_adult_paper_task`
   (random stratified 60/40, 13 raw standardized columns);
 * backbone: the paper's 13-20-20-2 ReLU MLP (742 parameters), pre-trained
   on the pre-training part; its head ``Linear(20, 2)`` is factorized at
   rank 2, which is full rank there (46 trainable parameters, exact at
   initialization);
 * every fine-tuning method is tuned on the validation part over the same
-  :class:`~sklearn_winfair.benchmark._tuning.Grid`.
+  :class:`~sklearn_winfair.reproduction._tuning.Grid`.
 
 Experiments (the ``experiment`` column of ``runs.csv``): ``main`` (Table 3,
 Fig. 4 and the Pareto plot), ``table2`` (fair pre-trained models before and

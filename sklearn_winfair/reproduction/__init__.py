@@ -7,7 +7,7 @@ numbers beside ours; ``adult-age-shift``, ``german`` and ``images`` are our
 scenarios.
 
 Run it from the command line (``winfair-bench adult --quick`` or
-``python -m sklearn_winfair.benchmark adult --quick``) or from Python with
+``python -m sklearn_winfair.reproduction adult --quick``) or from Python with
 :func:`run_benchmark`. Nothing here is imported by the package root.
 """
 

@@ -456,7 +456,7 @@ def _settings_lines(settings, artifacts, wall):
         f"- backbone: {desc.get('architecture', 'n/a')}",
         f"- rows (seed 0): {desc.get('sizes', 'n/a')}",
         f"- paper: {CITATION}; its numbers are transcribed in "
-        "sklearn_winfair/benchmark/_paper.py",
+        "sklearn_winfair/reproduction/_paper.py",
     ]
 
 
@@ -681,7 +681,7 @@ def results_index(root):
             commit.group(1)[:7] if commit else "d32b871 (not recorded)",
             INDEX_NOTES.get(folder.name, "")])
     return ("# Benchmark results\n\nWritten by `winfair-bench` "
-            "(`sklearn_winfair/benchmark/`); every file here, this index "
+            "(`sklearn_winfair/reproduction/`); every file here, this index "
             "included (`results_index`), is written by the harness, nothing "
             "by hand. Runs on a shared 2-core CPU machine, one torch thread.\n\n"
             + markdown_table(["folder", "benchmark", "mode", "wall time",
@@ -689,7 +689,7 @@ def results_index(root):
 
 
 if __name__ == "__main__":  # pragma: no cover
-    # python -m sklearn_winfair.benchmark._paper_report docs/results
+    # python -m sklearn_winfair.reproduction._paper_report docs/results
     import sys
     from pathlib import Path
 

@@ -174,7 +174,7 @@ def tune_torch(ctx, grid, *, penalty=None, strength=0.0, trainable=None):
     ctx : Context
     grid : Grid
     penalty, strength, trainable
-        As in :func:`~sklearn_winfair.benchmark._pretrain.train_torch`.
+        As in :func:`~sklearn_winfair.reproduction._pretrain.train_torch`.
 
     Returns
     -------

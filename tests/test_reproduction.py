@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_winfair.benchmark import Settings, main, run_benchmark, task_metrics
-from sklearn_winfair.benchmark._data import ratio_sizes, stratified_parts
-from sklearn_winfair.benchmark._methods import main_methods, select_methods
-from sklearn_winfair.benchmark._tuning import Grid
+from sklearn_winfair.reproduction import Settings, main, run_benchmark, task_metrics
+from sklearn_winfair.reproduction._data import ratio_sizes, stratified_parts
+from sklearn_winfair.reproduction._methods import main_methods, select_methods
+from sklearn_winfair.reproduction._tuning import Grid
 
 TINY = dict(seeds=1, epochs=1, pretrain_epochs=1, expgrad_max_iter=3,
             progress=False, verbose=False)
@@ -174,7 +174,7 @@ def test_select_methods_patterns():
 def test_task_metrics_multiclass_is_max_over_classes():
     import numpy as np
 
-    from sklearn_winfair.benchmark._data import Split, Task
+    from sklearn_winfair.reproduction._data import Split, Task
 
     y = np.array([0, 1, 2, 0, 1, 2])
     s = np.array(["a", "a", "a", "b", "b", "b"])
@@ -205,7 +205,7 @@ def _nums(cell):
 
 @pytest.mark.skipif(not PAPER_MD.is_file(), reason="PAPER.md not beside the repo")
 def test_paper_numbers_match_paper_md():
-    from sklearn_winfair.benchmark._paper import (
+    from sklearn_winfair.reproduction._paper import (
         PAPER_TABLE2,
         PAPER_TABLE3,
         PAPER_TABLE4,
@@ -233,7 +233,7 @@ def test_paper_numbers_match_paper_md():
 
 
 def test_paper_numbers_spot_values():
-    from sklearn_winfair.benchmark._paper import (
+    from sklearn_winfair.reproduction._paper import (
         CITATION,
         PAPER_PARAMS,
         PAPER_TABLE3,
@@ -246,7 +246,7 @@ def test_paper_numbers_spot_values():
 
 def test_paper_mlp_and_ours_parameter_counts():
     from sklearn_winfair import FairLowRankFineTuner
-    from sklearn_winfair.benchmark._pretrain import (
+    from sklearn_winfair.reproduction._pretrain import (
         PAPER_HEAD,
         build_paper_mlp,
         n_params,
@@ -284,7 +284,7 @@ def test_stratified_parts_ratios():
 
 
 def test_adult_paper_task_columns():
-    from sklearn_winfair.benchmark._data import make_adult_paper_task
+    from sklearn_winfair.reproduction._data import make_adult_paper_task
 
     task = make_adult_paper_task(0, n_rows=2000)
     assert task.pre.X.shape[1] == 13  # 14 raw columns minus sex
@@ -293,7 +293,7 @@ def test_adult_paper_task_columns():
 
 
 def test_pareto_front_toy():
-    from sklearn_winfair.benchmark._paper_report import inside_2std, pareto_front
+    from sklearn_winfair.reproduction._paper_report import inside_2std, pareto_front
 
     x = [0.10, 0.20, 0.05, 0.30, 0.20, 0.15]
     y = [20.0, 15.0, 25.0, 14.0, 16.0, 15.0]
@@ -305,10 +305,10 @@ def test_pareto_front_toy():
 def test_tuning_checkpoint_equals_separate_fit():
     """The snapshot of epoch 1 in a 2-epoch run predicts as a 1-epoch fit."""
     from sklearn_winfair import FairLowRankFineTuner
-    from sklearn_winfair.benchmark._data import Split, Task
-    from sklearn_winfair.benchmark._methods import Context
-    from sklearn_winfair.benchmark._pretrain import PAPER_HEAD, build_paper_mlp
-    from sklearn_winfair.benchmark._tuning import tune_tuner
+    from sklearn_winfair.reproduction._data import Split, Task
+    from sklearn_winfair.reproduction._methods import Context
+    from sklearn_winfair.reproduction._pretrain import PAPER_HEAD, build_paper_mlp
+    from sklearn_winfair.reproduction._tuning import tune_tuner
 
     rng = np.random.RandomState(0)
 
@@ -343,8 +343,8 @@ def test_tuning_checkpoint_equals_separate_fit():
 def test_shapes_task_and_resnet():
     import torch
 
-    from sklearn_winfair.benchmark._images import make_shapes, make_shapes_task
-    from sklearn_winfair.benchmark._resnet import build_resnet
+    from sklearn_winfair.reproduction._images import make_shapes, make_shapes_task
+    from sklearn_winfair.reproduction._resnet import build_resnet
 
     task = make_shapes_task(0, sizes=(400, 400, 50, 50))
     assert task.train.X.shape == (400, 3, 32, 32)
