@@ -293,7 +293,7 @@ def test_adult_paper_task_columns():
 
 
 def test_pareto_front_toy():
-    from sklearn_winfair.reproduction._paper_report import inside_2std, pareto_front
+    from sklearn_winfair.reproduction._stats import inside_2std, pareto_front
 
     x = [0.10, 0.20, 0.05, 0.30, 0.20, 0.15]
     y = [20.0, 15.0, 25.0, 14.0, 16.0, 15.0]
@@ -343,7 +343,7 @@ def test_tuning_checkpoint_equals_separate_fit():
 def test_shapes_task_and_resnet():
     import torch
 
-    from sklearn_winfair.reproduction._images import make_shapes, make_shapes_task
+    from sklearn_winfair.reproduction._shapes import make_shapes, make_shapes_task
     from sklearn_winfair.reproduction._resnet import build_resnet
 
     task = make_shapes_task(0, sizes=(400, 400, 50, 50))

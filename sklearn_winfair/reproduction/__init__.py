@@ -12,6 +12,7 @@ Run it from the command line (``winfair-bench adult --quick`` or
 """
 
 from ._cli import main
-from ._runner import BenchmarkResult, Settings, run_benchmark, task_metrics
+from ._runner import BenchmarkResult, run_benchmark, task_metrics
+from ._settings import Settings
 
 __all__ = ["run_benchmark", "BenchmarkResult", "Settings", "task_metrics", "main"]

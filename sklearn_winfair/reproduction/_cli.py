@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+from ._runner import run_benchmark
+
 __all__ = ["build_parser", "main"]
 
 _DESCRIPTION = (
@@ -74,8 +76,6 @@ def main(argv=None):
         0 on success.
     """
     args = build_parser().parse_args(argv)
-    from ._runner import run_benchmark
-
     run_benchmark(
         args.dataset, quick=args.quick, seeds=args.seeds, epochs=args.epochs,
         out=args.out, methods=args.methods, plots=not args.no_plots,

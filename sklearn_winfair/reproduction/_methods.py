@@ -1,12 +1,27 @@
 """Registry of the compared methods: name -> fit on a task, predict its test part.
 
-Every method gets a :class:`Context` (the task, the frozen pre-trained
-backbone, the seed and the training settings) and returns a
-:class:`FitResult` with its test predictions, its number of trainable
-parameters and its fit time. Frozen features are computed once per context
-and shared by the fairlearn peers; fitted estimators are kept in
-``Context.fitted`` so that post-processing (ThresholdOptimizer) reuses the TL
-and OURS models instead of refitting them.
+Every method is written once here, as a factory returning a :class:`Method`;
+the scenarios (:mod:`._scenarios`) only list which methods they run, with
+which head, rank and name. A method gets a :class:`Context` (the task, the
+frozen pre-trained backbone, the seed and the training settings) and returns
+a :class:`FitResult` with its test predictions, its number of trainable
+parameters and its fit time.
+
+Two regimes, chosen by the context, not by the method:
+
+* ``ctx.grid is None`` (``adult-age-shift``, ``german``): fixed epochs and
+  learning rate (``ctx.epochs``, ``ctx.lr``);
+* ``ctx.grid`` set (``adult``, ``images``): each trained method searches the
+  grid on the validation part (:mod:`._tuning`) and its row gets the chosen
+  ``lr``, ``epochs`` and ``val_err``.
+
+Who does what: :class:`~sklearn_winfair.FairLowRankFineTuner` is ours;
+ExponentiatedGradient, GridSearch, ThresholdOptimizer and
+AdversarialFairnessClassifier are fairlearn's; whole-model retraining is a
+plain torch loop (:func:`._pretrain.train_torch`). Frozen features are
+computed once per context and shared by the fairlearn peers; fitted
+estimators are kept in ``Context.fitted`` so that post-processing
+(ThresholdOptimizer) reuses the TL and OURS models instead of refitting them.
 """
 
 import time
@@ -14,6 +29,7 @@ import warnings
 from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from fnmatch import fnmatch
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -21,35 +37,27 @@ from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from .. import FairLowRankFineTuner
+from ..preprocessing import reweighing_weights
 from ._data import Task
-from ._pretrain import (
-    LINEAR_HEAD,
-    head_inputs,
-    n_params,
-    predict_torch,
-    train_torch,
-)
+from ._pretrain import LINEAR_HEAD, head_inputs, n_params, predict_torch, train_torch
+from ._settings import ADV_HIDDEN, IMPORTANCES, PENALTIES, PENALTY_STRENGTHS
+from ._tuning import Grid, tune_adversarial, tune_torch, tune_tuner
 
 __all__ = [
     "Context",
     "FitResult",
     "Method",
-    "PENALTY_STRENGTHS",
-    "IMPORTANCES",
-    "main_methods",
+    "pretrained",
     "tuner_method",
+    "retrain_whole",
+    "expgrad",
+    "tuner_reduction",
+    "reweighed",
+    "threshold",
+    "adversarial",
+    "main_methods",
     "select_methods",
 ]
-
-#: Intensities of the fairness regularizers (paper Sec. 4.3).
-PENALTY_STRENGTHS = (0.1, 0.5, 0.9)
-#: Importance of each low-rank method, as FairLowRankFineTuner spells it.
-IMPORTANCES = {"f+SVD": "uniform", "FWSVD": "fisher", "OURS": "neutral"}
-#: Hidden width of the adversarial peer's predictor. With a purely logistic
-#: predictor (``predictor_model=[]``) it collapsed to a constant prediction in
-#: our trials, so it gets one small hidden layer.
-_ADV_HIDDEN = 16
-_PENALTIES = {"DP": "demographic_parity", "EO": "equalized_odds"}
 
 
 @dataclass
@@ -65,15 +73,21 @@ class Context:
     seed : int
         Seed of the run (also the estimators' ``random_state``).
     epochs : int
-        Fine-tuning epochs.
+        Fine-tuning epochs (untuned regime).
     batch_size : int
         Mini-batch size of every torch loop.
     lr : float
         Learning rate of head fine-tuning (whole-model retraining uses
-        ``lr / 10``).
+        ``lr / 10``) in the untuned regime.
     expgrad_max_iter : int
         ``max_iter`` of fairlearn's ExponentiatedGradient (its default, 50,
         unless a smoke test lowers it).
+    grid : Grid or None
+        When set, every trained method searches this grid on the validation
+        part instead of using ``epochs`` and ``lr``.
+    extract_seconds : float or None
+        Seconds spent extracting the task's features through a frozen trunk
+        before this context existed (images); recorded on the pre-trained row.
     fitted : dict
         Fitted estimators by method name (filled while running).
     """
@@ -85,6 +99,8 @@ class Context:
     batch_size: int = 512
     lr: float = 1e-2
     expgrad_max_iter: int = 50
+    grid: Grid | None = None
+    extract_seconds: float | None = None
     fitted: dict = field(default_factory=dict)
     _features: dict = field(default_factory=dict, repr=False)
 
@@ -99,12 +115,17 @@ class Context:
 
 @dataclass
 class FitResult:
-    """Outcome of one method on one context."""
+    """Outcome of one method on one context.
+
+    ``columns`` are extra ``runs.csv`` columns of its row (the chosen grid
+    point of a tuned method).
+    """
 
     y_pred: np.ndarray
     n_params: int
     seconds: float
     estimator: object = None
+    columns: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -116,12 +137,12 @@ class Method:
     name : str
         Row label in the tables.
     family : str
-        ``"reference"``, ``"fine-tuning"``, ``"in-processing"`` or
-        ``"post-processing"``.
+        ``"reference"``, ``"fine-tuning"``, ``"in-processing"``,
+        ``"pre-processing"`` or ``"post-processing"``.
     fit : callable
         ``fit(ctx) -> FitResult``.
     description : str
-        One line for the reports.
+        One line saying what runs.
     """
 
     name: str
@@ -152,81 +173,119 @@ def _timed(fn):
     return out, time.perf_counter() - start
 
 
+def _grid_columns(choice):
+    return {"lr": choice.lr, "epochs": choice.epochs, "val_err": choice.val_err}
+
+
+def _constraint(label):
+    from fairlearn.reductions import DemographicParity, EqualizedOdds
+
+    return {"DP": DemographicParity, "EO": EqualizedOdds}[label]()
+
+
+# --------------------------------------------------------------- reference
+def pretrained():
+    """Apply the pre-trained backbone to the new task as is."""
+
+    def fit(ctx):
+        columns = ({} if ctx.extract_seconds is None
+                   else {"extract_seconds": ctx.extract_seconds})
+        return FitResult(predict_torch(ctx.backbone, ctx.task.test.X), 0, 0.0,
+                         columns=columns)
+
+    return Method("Pretrained (no FT)", "reference", fit,
+                  "pre-trained backbone applied to the new task as is")
+
+
 # --------------------------------------------------------------- fine-tuning
-def fit_tuner(ctx, *, name=None, **params):
-    """Fit a :class:`FairLowRankFineTuner` on the new task's train part.
-
-    Parameters
-    ----------
-    ctx : Context
-        Task, backbone and settings.
-    name : str or None, default=None
-        Store the fitted estimator under this key of ``ctx.fitted``.
-    **params
-        Parameters of the estimator (``head``, ``rank``, ``importance``...).
-
-    Returns
-    -------
-    FitResult
-    """
-    est = FairLowRankFineTuner(
-        backbone=ctx.backbone, max_epochs=ctx.epochs, lr=ctx.lr,
-        batch_size=ctx.batch_size, random_state=ctx.seed, **params,
-    )
+def _fit_tuner(ctx, name, params):
     train = ctx.task.train
-    _, seconds = _timed(lambda: est.fit(train.X, train.y, sensitive_features=train.s))
-    if name is not None:
-        ctx.fitted[name] = est
-    return FitResult(est.predict(ctx.task.test.X), est.n_trainable_params_,
-                     seconds, est)
+    if ctx.grid is not None:
+        choice = tune_tuner(ctx, ctx.grid, **params)
+        est = choice.estimator
+        result = FitResult(choice.y_pred, est.n_trainable_params_,
+                           choice.seconds, est, _grid_columns(choice))
+    else:
+        est = FairLowRankFineTuner(
+            backbone=ctx.backbone, max_epochs=ctx.epochs, lr=ctx.lr,
+            batch_size=ctx.batch_size, random_state=ctx.seed, **params,
+        )
+        _, seconds = _timed(lambda: est.fit(train.X, train.y,
+                                            sensitive_features=train.s))
+        result = FitResult(est.predict(ctx.task.test.X),
+                           est.n_trainable_params_, seconds, est)
+    ctx.fitted[name] = est
+    return result
 
 
 def tuner_method(name, description="", family="fine-tuning", **params):
-    """Return a :class:`Method` that fits a FairLowRankFineTuner with ``params``."""
-    return Method(name, family, lambda ctx: fit_tuner(ctx, name=name, **params),
+    """Return a :class:`Method` that fits a FairLowRankFineTuner with ``params``.
+
+    The fitted estimator is kept in ``ctx.fitted[name]``.
+
+    Examples
+    --------
+    >>> m = tuner_method("OURS", head="1.2", rank=1, importance="neutral")
+    >>> m.name, m.family
+    ('OURS', 'fine-tuning')
+    """
+    return Method(name, family, lambda ctx: _fit_tuner(ctx, name, params),
                   description)
 
 
-def _pretrained(ctx):
-    return FitResult(predict_torch(ctx.backbone, ctx.task.test.X), 0, 0.0)
+def retrain_whole(name, penalty, strength):
+    """Every backbone parameter trained with the penalty (plain torch loop).
 
+    Untuned, it trains ``ctx.epochs`` epochs at ``ctx.lr / 10``.
+    """
 
-def _retrain_whole(penalty, strength):
     def fit(ctx):
         train = ctx.task.train
+        if ctx.grid is not None:
+            choice = tune_torch(ctx, ctx.grid, penalty=penalty,
+                                strength=strength)
+            return FitResult(choice.y_pred, n_params(ctx.backbone),
+                             choice.seconds, choice.estimator,
+                             _grid_columns(choice))
         model, seconds = _timed(lambda: train_torch(
             ctx.backbone, train.X, train.y, train.s, epochs=ctx.epochs,
             lr=ctx.lr / 10, batch_size=ctx.batch_size, penalty=penalty,
             strength=strength, seed=ctx.seed))
         return FitResult(predict_torch(model, ctx.task.test.X),
                          n_params(model), seconds, model)
-    return fit
+
+    return Method(name, "in-processing", fit,
+                  "all backbone parameters unfrozen, torch loop")
 
 
 # ------------------------------------------------------------ fairlearn peers
-def _expgrad(constraint_name):
-    def fit(ctx):
-        from fairlearn.reductions import (
-            DemographicParity,
-            EqualizedOdds,
-            ExponentiatedGradient,
-        )
+def expgrad(constraint, head):
+    """Fairlearn ExponentiatedGradient(LogisticRegression) on frozen features.
 
-        constraint = {"DP": DemographicParity, "EO": EqualizedOdds}[constraint_name]
-        F_train = ctx.features(LINEAR_HEAD, "train")
+    The features are the input of ``head``; the parameter count is that of
+    the logistic models with a positive weight.
+    """
+
+    def fit(ctx):
+        from fairlearn.reductions import ExponentiatedGradient
+
+        F_train = ctx.features(head, "train")
         train = ctx.task.train
         est = ExponentiatedGradient(LogisticRegression(max_iter=1000),
-                                    constraints=constraint(),
+                                    constraints=_constraint(constraint),
                                     max_iter=ctx.expgrad_max_iter)
         with _quiet_peers():
             _, seconds = _timed(lambda: est.fit(F_train, train.y,
                                                 sensitive_features=train.s))
-            y_pred = est.predict(ctx.features(LINEAR_HEAD, "test"),
+            y_pred = est.predict(ctx.features(head, "test"),
                                  random_state=ctx.seed)
         n_models = int(np.sum(np.asarray(est.weights_) > 0))
         return FitResult(np.asarray(y_pred).astype(int),
                          n_models * (F_train.shape[1] + 1), seconds, est)
-    return fit
+
+    return Method(f"ExpGrad {constraint}", "in-processing", fit,
+                  "fairlearn ExponentiatedGradient(LogisticRegression) on the "
+                  "frozen input of the head")
 
 
 #: Bases of the reductions over the fine-tuner. OURS (importance="neutral")
@@ -236,27 +295,27 @@ def _expgrad(constraint_name):
 _REDUCTION_BASES = {"TL": {"rank": None}, "FWSVD": {"importance": "fisher"}}
 
 
-def _tuner_reduction(kind, constraint_name, base, rank):
-    def fit(ctx):
-        from fairlearn.reductions import (
-            DemographicParity,
-            EqualizedOdds,
-            ExponentiatedGradient,
-            GridSearch,
-        )
+def tuner_reduction(kind, constraint, base, rank, head):
+    """Fairlearn ExponentiatedGradient or GridSearch over FairLowRankFineTuner.
 
-        constraint = {"DP": DemographicParity, "EO": EqualizedOdds}[constraint_name]
+    Untuned only (fixed epochs and lr): a reduction refits its estimator
+    many times, and a grid around it would multiply that.
+    """
+
+    def fit(ctx):
+        from fairlearn.reductions import ExponentiatedGradient, GridSearch
+
         params = dict(_REDUCTION_BASES[base])
         params.setdefault("rank", rank)
         tuner = FairLowRankFineTuner(
-            backbone=ctx.backbone, head=LINEAR_HEAD, max_epochs=ctx.epochs,
+            backbone=ctx.backbone, head=head, max_epochs=ctx.epochs,
             lr=ctx.lr, batch_size=ctx.batch_size, random_state=ctx.seed, **params,
         )
         if kind == "ExpGrad":
-            est = ExponentiatedGradient(tuner, constraints=constraint(),
+            est = ExponentiatedGradient(tuner, constraints=_constraint(constraint),
                                         max_iter=ctx.expgrad_max_iter)
         else:
-            est = GridSearch(tuner, constraints=constraint())
+            est = GridSearch(tuner, constraints=_constraint(constraint))
         train = ctx.task.train
         with _quiet_peers():
             _, seconds = _timed(lambda: est.fit(train.X, train.y,
@@ -270,16 +329,19 @@ def _tuner_reduction(kind, constraint_name, base, rank):
                 fitted = [est.predictors_[est.best_idx_]]
         n = sum(p.n_trainable_params_ for p in fitted)
         return FitResult(np.asarray(y_pred).astype(int), n, seconds, est)
-    return fit
+
+    return Method(f"{kind} {constraint} ({base})", "in-processing", fit,
+                  f"fairlearn {kind} over FairLowRankFineTuner ({base}; OURS "
+                  "needs groups in fit, which reductions do not pass)")
 
 
-def _reweighed(rank):
+def reweighed(rank, head):
+    """OURS fitted with Kamiran-Calders weights (untuned only)."""
+
     def fit(ctx):
-        from ..preprocessing import reweighing_weights
-
         train = ctx.task.train
         est = FairLowRankFineTuner(
-            backbone=ctx.backbone, head=LINEAR_HEAD, max_epochs=ctx.epochs,
+            backbone=ctx.backbone, head=head, max_epochs=ctx.epochs,
             lr=ctx.lr, batch_size=ctx.batch_size, random_state=ctx.seed,
             rank=rank, importance="neutral",
         )
@@ -289,50 +351,85 @@ def _reweighed(rank):
                                             sample_weight=w))
         return FitResult(est.predict(ctx.task.test.X), est.n_trainable_params_,
                          seconds, est)
-    return fit
+
+    return Method("Reweighing + OURS", "pre-processing", fit,
+                  "OURS fitted with Kamiran-Calders weights "
+                  "(sklearn_winfair.preprocessing.reweighing_weights)")
 
 
-def _threshold(base_name, constraint):
+def threshold(base, constraint, fallback=None):
+    """Fairlearn ThresholdOptimizer(prefit=True) over the fitted ``base``.
+
+    Parameters
+    ----------
+    base : str
+        Name of the method whose fitted estimator (``ctx.fitted[base]``) is
+        post-processed.
+    constraint : {"DP", "EO"}
+    fallback : Method or None, default=None
+        Run first when ``base`` has not run on this context (``--methods``
+        left it out); None requires it to have run.
+    """
+
     def fit(ctx):
         from fairlearn.postprocessing import ThresholdOptimizer
 
-        if base_name not in ctx.fitted:
-            params = {"TL": {"rank": None},
-                      "OURS": {"rank": 1, "importance": "neutral"}}[base_name]
-            fit_tuner(ctx, name=base_name, head=LINEAR_HEAD, **params)
-        base = ctx.fitted[base_name]
+        if base not in ctx.fitted and fallback is not None:
+            fallback.fit(ctx)
+        est_base = ctx.fitted[base]
         train, test = ctx.task.train, ctx.task.test
-        est = ThresholdOptimizer(estimator=base, constraints=constraint,
-                                 prefit=True, predict_method="predict_proba")
+        est = ThresholdOptimizer(estimator=est_base,
+                                 constraints=PENALTIES[constraint], prefit=True,
+                                 predict_method="predict_proba")
         with _quiet_peers():
             _, seconds = _timed(lambda: est.fit(train.X, train.y,
                                                 sensitive_features=train.s))
             y_pred = est.predict(test.X, sensitive_features=test.s,
                                  random_state=ctx.seed)
         return FitResult(np.asarray(y_pred).astype(int),
-                         base.n_trainable_params_, seconds, est)
-    return fit
+                         est_base.n_trainable_params_, seconds, est)
+
+    return Method(f"ThrOpt {constraint} ({base})", "post-processing", fit,
+                  f"fairlearn ThresholdOptimizer(prefit=True) over {base}")
 
 
-def _adversarial(ctx):
-    from fairlearn.adversarial import AdversarialFairnessClassifier
+def adversarial(head):
+    """Fairlearn AdversarialFairnessClassifier (DP) on the input of ``head``.
 
-    F_train = ctx.features(LINEAR_HEAD, "train")
-    train = ctx.task.train
-    est = AdversarialFairnessClassifier(
-        backend="torch", predictor_model=[_ADV_HIDDEN, "leaky_relu"],
-        adversary_model=[],
-        constraints="demographic_parity", learning_rate=ctx.lr, alpha=1.0,
-        epochs=ctx.epochs, batch_size=ctx.batch_size, shuffle=True,
-        random_state=ctx.seed,
-    )
-    with _quiet_peers():
-        _, seconds = _timed(lambda: est.fit(F_train, train.y,
-                                            sensitive_features=train.s))
-        y_pred = est.predict(ctx.features(LINEAR_HEAD, "test"))
-    d = F_train.shape[1]
-    return FitResult(np.asarray(y_pred).astype(int),
-                     (d + 1) * _ADV_HIDDEN + _ADV_HIDDEN + 1, seconds, est)
+    Predictor ``d-ADV_HIDDEN-1`` (leaky ReLU), logistic adversary. Tuned, it
+    warm-starts across the grid's epoch checkpoints.
+    """
+
+    def make(ctx, lr, **params):
+        from fairlearn.adversarial import AdversarialFairnessClassifier
+
+        return AdversarialFairnessClassifier(
+            backend="torch", predictor_model=[ADV_HIDDEN, "leaky_relu"],
+            adversary_model=[], constraints="demographic_parity",
+            learning_rate=lr, alpha=1.0, batch_size=ctx.batch_size,
+            shuffle=True, random_state=ctx.seed, **params)
+
+    def fit(ctx):
+        F = {p: ctx.features(head, p) for p in ("train", "test")}
+        d = F["train"].shape[1]
+        n = (d + 1) * ADV_HIDDEN + ADV_HIDDEN + 1
+        train = ctx.task.train
+        with _quiet_peers():
+            if ctx.grid is not None:
+                choice = tune_adversarial(
+                    ctx, ctx.grid, F["train"], ctx.features(head, "val"),
+                    F["test"], lambda lr: make(ctx, lr, warm_start=True))
+                return FitResult(choice.y_pred, n, choice.seconds, None,
+                                 _grid_columns(choice))
+            est = make(ctx, ctx.lr, epochs=ctx.epochs)
+            _, seconds = _timed(lambda: est.fit(F["train"], train.y,
+                                                sensitive_features=train.s))
+            y_pred = est.predict(F["test"])
+        return FitResult(np.asarray(y_pred).astype(int), n, seconds, est)
+
+    return Method("AdvFair DP", "in-processing", fit,
+                  "fairlearn AdversarialFairnessClassifier (torch, predictor "
+                  "d-16-1) on the frozen input of the head")
 
 
 # ------------------------------------------------------------------ registry
@@ -349,61 +446,43 @@ def main_methods(strengths=PENALTY_STRENGTHS, rank=1):
     Returns
     -------
     methods : list of Method
+
+    Examples
+    --------
+    >>> [m.name for m in main_methods()][:5]
+    ['Pretrained (no FT)', 'TL', 'f+SVD', 'FWSVD', 'OURS']
     """
     head = LINEAR_HEAD
-    methods = [
-        Method("Pretrained (no FT)", "reference", _pretrained,
-               "pre-trained backbone applied to the new task as is"),
-        tuner_method("TL", "fine-tune the linear head (rank=None)",
-                     head=head, rank=None),
-    ]
-    for label, importance in IMPORTANCES.items():
-        methods.append(tuner_method(
-            label, f"rank-{rank} weighted SVD of the head, importance="
-            f"{importance!r}", head=head, rank=rank, importance=importance))
-    for pen_label, pen in _PENALTIES.items():
+    tl = tuner_method("TL", "fine-tune the linear head (rank=None)",
+                      head=head, rank=None)
+    lowrank = {label: tuner_method(
+        label, f"rank-{rank} weighted SVD of the head, importance="
+        f"{importance!r}", head=head, rank=rank, importance=importance)
+        for label, importance in IMPORTANCES.items()}
+    methods = [pretrained(), tl, *lowrank.values()]
+    for label, pen in PENALTIES.items():
         for lam in strengths:
             methods.append(tuner_method(
-                f"Retrain+{pen_label} head λ={lam}",
+                f"Retrain+{label} head λ={lam}",
                 f"head only, fairness_penalty={pen!r}", family="in-processing",
                 head=head, rank=None, fairness_penalty=pen, penalty_strength=lam))
         for lam in strengths:
-            methods.append(Method(
-                f"Retrain+{pen_label} whole λ={lam}", "in-processing",
-                _retrain_whole(pen, lam),
-                "all MLP parameters unfrozen, torch loop, lr/10"))
-    for pen_label, pen in _PENALTIES.items():
+            methods.append(retrain_whole(f"Retrain+{label} whole λ={lam}", pen,
+                                         lam))
+    for label, pen in PENALTIES.items():
         methods.append(tuner_method(
-            f"OURS+{pen_label} λ=0.5", "OURS plus the penalty",
+            f"OURS+{label} λ=0.5", "OURS plus the penalty",
             family="in-processing", head=head, rank=rank, importance="neutral",
             fairness_penalty=pen, penalty_strength=0.5))
-    for c in ("DP", "EO"):
-        methods.append(Method(
-            f"ExpGrad {c}", "in-processing", _expgrad(c),
-            "fairlearn ExponentiatedGradient(LogisticRegression) on the "
-            "frozen penultimate features"))
-    for kind in ("ExpGrad", "GridSearch"):
-        for c in ("DP", "EO"):
-            for base in _REDUCTION_BASES:
-                methods.append(Method(
-                    f"{kind} {c} ({base})", "in-processing",
-                    _tuner_reduction(kind, c, base, rank),
-                    f"fairlearn {kind} over FairLowRankFineTuner ({base}; OURS "
-                    "needs groups in fit, which reductions do not pass)"))
-    methods.append(Method(
-        "Reweighing + OURS", "pre-processing", _reweighed(rank),
-        "OURS fitted with Kamiran-Calders weights "
-        "(sklearn_winfair.preprocessing.reweighing_weights)"))
-    for base in ("TL", "OURS"):
-        for c_label, c in (("DP", "demographic_parity"), ("EO", "equalized_odds")):
-            methods.append(Method(
-                f"ThrOpt {c_label} ({base})", "post-processing",
-                _threshold(base, c),
-                f"fairlearn ThresholdOptimizer(prefit=True) over {base}"))
-    methods.append(Method(
-        "AdvFair DP", "in-processing", _adversarial,
-        "fairlearn AdversarialFairnessClassifier (torch, predictor d-16-1) "
-        "on the frozen penultimate features"))
+    methods += [expgrad(c, head) for c in PENALTIES]
+    methods += [tuner_reduction(kind, c, base, rank, head)
+                for kind in ("ExpGrad", "GridSearch") for c in PENALTIES
+                for base in _REDUCTION_BASES]
+    methods.append(reweighed(rank, head))
+    bases = {"TL": tl, "OURS": lowrank["OURS"]}
+    methods += [threshold(base, c, fallback=bases[base])
+                for base in bases for c in PENALTIES]
+    methods.append(adversarial(head))
     return methods
 
 
@@ -427,8 +506,6 @@ def select_methods(methods, patterns):
     >>> names[:3]
     ['TL', 'OURS', 'OURS+DP λ=0.5']
     """
-    from fnmatch import fnmatch
-
     if patterns is None:
         return list(methods)
     if isinstance(patterns, str):
