@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark harness on tiny configurations."""
+"""Smoke tests of the reproduction harness on tiny configurations."""
 
 import re
 from pathlib import Path
@@ -10,6 +10,7 @@ import pytest
 from sklearn_winfair.reproduction import Settings, main, run_benchmark, task_metrics
 from sklearn_winfair.reproduction._data import ratio_sizes, stratified_parts
 from sklearn_winfair.reproduction._methods import main_methods, select_methods
+from sklearn_winfair.reproduction._scenarios import SCENARIOS, Copy, progress_units
 from sklearn_winfair.reproduction._tuning import Grid
 
 TINY = dict(seeds=1, epochs=1, pretrain_epochs=1, expgrad_max_iter=3,
@@ -56,6 +57,8 @@ def test_adult_paper_tiny(tmp_path):
         runs.loc[runs["experiment"] == "table4", "config"])
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "published values lie inside our mean ± 2 std" in summary
+    # one row per fit step, plus the alpha=0.5 row copied from OURS
+    assert len(runs) == progress_units(SCENARIOS["adult"], result.settings) + 1
     assert "Zhang and Feng Zhou" in summary
 
 
@@ -80,6 +83,9 @@ def test_adult_age_shift_tiny(tmp_path):
     # whole-model retraining trains every parameter, head-only far fewer
     params = runs[runs["experiment"] == "main"].set_index("method")["n_params"]
     assert params["Retrain+DP whole λ=0.5"] > params["Retrain+DP head λ=0.5"]
+    # one row per fit step, plus 4 copies (alpha=0.5 and 3 plain table2 rows)
+    assert len(runs) == progress_units(SCENARIOS["adult-age-shift"],
+                                       result.settings) + 4
 
 
 # Tiny German subsamples hold a handful of women with bad credit: the
@@ -157,6 +163,60 @@ def test_quick_defaults():
     assert (quick.seeds, full.seeds) == (3, 10)
     assert quick.batch_size >= 256
     assert Settings.defaults("adult", quick=True, seeds=5).seeds == 5
+
+
+def test_progress_totals_equal_the_former_hand_counts():
+    """The totals computed from the step lists equal the counts once typed in."""
+    n_main = len(main_methods())
+    adult = Settings.defaults("adult", quick=True)
+    assert progress_units(SCENARIOS["adult"], adult) == 40
+    adult.ours_b = True
+    assert progress_units(SCENARIOS["adult"], adult) == 46
+    shift = Settings.defaults("adult-age-shift")
+    assert progress_units(SCENARIOS["adult-age-shift"], shift) == (
+        n_main + 1 + 3 * 4 + 5 + 6 * 3 + 1 + 3 * 3)
+    german = Settings.defaults("german", methods="TL,OURS")
+    assert progress_units(SCENARIOS["german"], german) == 2 + 1 + 3 * 4
+    images = Settings.defaults("images")
+    assert progress_units(SCENARIOS["images"], images) == 11 + 3 * 2
+
+
+def test_copy_steps_are_not_progress_units():
+    steps = SCENARIOS["adult-age-shift"].steps(Settings.defaults("adult-age-shift"))
+    copies = [s for s in steps if isinstance(s, Copy)]
+    assert [s.method for s in copies] == ["OURS alpha=0.5", "Pretrained (no FT)",
+                                          "TL", "OURS"]
+    assert sum(s.units for s in copies) == 0
+
+
+def test_snapshot_callback_is_copied_and_read_back_from_the_net():
+    """The estimator deep-copies callbacks; the snapshots come from its copy."""
+    import copy
+
+    from sklearn_winfair import FairLowRankFineTuner
+    from sklearn_winfair.reproduction._pretrain import PAPER_HEAD, build_paper_mlp
+    from sklearn_winfair.reproduction._tuning import (
+        _SNAPSHOTS,
+        _Snapshots,
+        _snapshots_of,
+    )
+
+    given = _Snapshots((1, 2))
+    assert copy.deepcopy(given) is not given
+    rng = np.random.RandomState(0)
+    X = rng.randn(80, 13).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    s = np.where(rng.rand(80) < 0.5, "F", "M")
+    est = FairLowRankFineTuner(build_paper_mlp(13), head=PAPER_HEAD, rank=2,
+                               max_epochs=2, lr=1e-2, batch_size=40,
+                               random_state=0, callbacks=[(_SNAPSHOTS, given)])
+    est.fit(X, y, sensitive_features=s)
+    assert not hasattr(given, "states_")  # the instance passed in is untouched
+    states = _snapshots_of(est)
+    assert sorted(states) == [1, 2]
+    final = est.net_.module_.state_dict()
+    for key, value in states[2].items():
+        np.testing.assert_array_equal(value.numpy(), final[key].numpy())
 
 
 def test_ratio_sizes_keeps_table1_ratio():

@@ -57,8 +57,8 @@ def summarize(runs, experiment):
     ...                      "dp_gap": 0.1, "eo_gap": 0.2, "n_params": 42,
     ...                      "fit_seconds": 1.0})
     >>> s = summarize(runs, "main")
-    >>> s.loc[0, ["n", "err_mean", "err_std"]].tolist()
-    [2, 11.0, 1.4142135623730951]
+    >>> s[["method", "n", "err_mean"]].to_dict("records")
+    [{'method': 'TL', 'n': 2, 'err_mean': 11.0}]
     """
     df = runs[runs["experiment"] == experiment]
     if df.empty:
