@@ -422,3 +422,27 @@ def test_shapes_task_and_resnet():
     out = model(torch.from_numpy(task.test.X[:4].astype(np.float32) / 255))
     assert tuple(out.shape) == (4, 2)
     assert model.get_submodule("0")(torch.zeros(2, 3, 32, 32)).shape == (2, 32)
+
+
+def test_results_index_tool_reads_each_summary(tmp_path):
+    """tools/results_index.py (repository tooling, not in the wheel) indexes folders."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "results_index.py"
+    spec = importlib.util.spec_from_file_location("results_index", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    (tmp_path / "german").mkdir()
+    (tmp_path / "german" / "summary.md").write_text(
+        "# winfair-bench german: summary\n\n- mode: full; seeds: 10; wall time: "
+        "1234.5 s; code: commit 0123456789abcdef\n", encoding="utf-8")
+    (tmp_path / "empty").mkdir()  # no summary.md: not indexed
+    assert tool.main([str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "| [`german/`](german/summary.md) | `winfair-bench german` | full | " \
+           "1,234 s | 0123456 |" in text
+    assert "empty/" not in text
+    # the installed package no longer carries the tool
+    package = path.parents[1] / "sklearn_winfair"
+    assert not [p for p in package.rglob("*.py")
+                if "def results_index" in p.read_text(encoding="utf-8")]

@@ -18,7 +18,13 @@ _DESCRIPTION = (
 
 
 def build_parser():
-    """Return the ``argparse`` parser of ``winfair-bench``."""
+    """Return the ``argparse`` parser of ``winfair-bench``.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["german", "--quick"]).seeds is None
+    True
+    """
     parser = argparse.ArgumentParser(prog="winfair-bench",
                                      description=_DESCRIPTION)
     sub = parser.add_subparsers(
@@ -74,6 +80,16 @@ def main(argv=None):
     -------
     int
         0 on success.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> from sklearn_winfair.reproduction import main
+    >>> printed = io.StringIO()
+    >>> with contextlib.redirect_stdout(printed), contextlib.suppress(SystemExit):
+    ...     main(["adult", "--help"])
+    >>> printed.getvalue().split()[:3]
+    ['usage:', 'winfair-bench', 'adult']
     """
     args = build_parser().parse_args(argv)
     run_benchmark(

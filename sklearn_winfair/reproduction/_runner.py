@@ -42,6 +42,18 @@ class BenchmarkResult:
     wall_seconds : float
         Wall time of the whole run.
     settings : Settings
+    artifacts : dict
+        What the seed-0 run kept for the plots, and the descriptions of the
+        data and backbones.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from sklearn_winfair.reproduction import BenchmarkResult, Settings
+    >>> result = BenchmarkResult(pd.DataFrame(), {}, [], 0.0,
+    ...                          Settings.defaults("adult", quick=True))
+    >>> result.settings.seeds, result.artifacts
+    (3, {})
     """
 
     runs: pd.DataFrame
@@ -68,6 +80,19 @@ def task_metrics(task, y_pred):
     -------
     dict
         ``{"err", "dp_gap", "eo_gap"}``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_winfair.reproduction import task_metrics
+    >>> from sklearn_winfair.reproduction._data import Split, Task
+    >>> y, s = np.array([0, 1, 0, 1]), np.array(["a", "a", "b", "b"])
+    >>> part = Split(np.zeros((4, 1), np.float32), y, s)
+    >>> task = Task("toy", part, part, part, part, classes=["no", "yes"],
+    ...             pre_classes=["no", "yes"])
+    >>> m = task_metrics(task, np.array([0, 1, 1, 1]))
+    >>> round(m["dp_gap"], 2), round(m["eo_gap"], 2)
+    (0.5, 1.0)
     """
     y, s = task.test.y, task.test.s
     if task.n_classes == 2:
@@ -171,6 +196,22 @@ def run_benchmark(dataset="adult", *, quick=False, seeds=None, epochs=None,
     Returns
     -------
     BenchmarkResult
+
+    Examples
+    --------
+    A smoke-sized run (one seed, one epoch, 600 rows, two methods):
+
+    >>> import tempfile
+    >>> from sklearn_winfair.reproduction import run_benchmark
+    >>> with tempfile.TemporaryDirectory() as out:
+    ...     result = run_benchmark(
+    ...         "adult-age-shift", out=out, seeds=1, epochs=1,
+    ...         pretrain_epochs=1, n_rows=600, methods="TL,OURS", ranks_b=(),
+    ...         ranks_c=(), plots=False, progress=False, verbose=False)
+    >>> sorted(result.tables)
+    ['fig4.md', 'rank_sweep.md', 'summary.md', 'table2.md', 'table3.md']
+    >>> result.runs.loc[result.runs["experiment"] == "main", "method"].tolist()
+    ['TL', 'OURS']
     """
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}.")
