@@ -403,8 +403,8 @@ def test_tuning_checkpoint_equals_separate_fit():
 def test_shapes_task_and_resnet():
     import torch
 
-    from sklearn_winfair.reproduction._shapes import make_shapes, make_shapes_task
     from sklearn_winfair.reproduction._resnet import build_resnet
+    from sklearn_winfair.reproduction._shapes import make_shapes, make_shapes_task
 
     task = make_shapes_task(0, sizes=(400, 400, 50, 50))
     assert task.train.X.shape == (400, 3, 32, 32)
