@@ -446,3 +446,11 @@ def test_results_index_tool_reads_each_summary(tmp_path):
     package = path.parents[1] / "sklearn_winfair"
     assert not [p for p in package.rglob("*.py")
                 if "def results_index" in p.read_text(encoding="utf-8")]
+
+
+def test_threshold_without_its_base_says_what_to_run_first():
+    from sklearn_winfair.reproduction._methods import Context, threshold
+
+    ctx = Context(task=None, backbone=None, seed=0)
+    with pytest.raises(ValueError, match="which has not run on this context"):
+        threshold("OURS", "DP").fit(ctx)

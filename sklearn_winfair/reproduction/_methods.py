@@ -374,7 +374,12 @@ def threshold(base, constraint, fallback=None):
     def fit(ctx):
         from fairlearn.postprocessing import ThresholdOptimizer
 
-        if base not in ctx.fitted and fallback is not None:
+        if base not in ctx.fitted:
+            if fallback is None:
+                raise ValueError(
+                    f"ThrOpt {constraint} ({base}) post-processes the fitted "
+                    f"{base!r}, which has not run on this context: list the "
+                    f"{base!r} method before it, or pass fallback=.")
             fallback.fit(ctx)
         est_base = ctx.fitted[base]
         train, test = ctx.task.train, ctx.task.test

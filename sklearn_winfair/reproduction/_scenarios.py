@@ -124,10 +124,6 @@ class Contexts:
             self._built[name] = self._builders[name]()
         return self._built[name]
 
-    def get(self, name):
-        """Return the context if it was built, else None (build nothing)."""
-        return self._built.get(name)
-
 
 @dataclass(frozen=True)
 class Scenario:
