@@ -1,6 +1,14 @@
-"""PNG figures of the benchmark (matplotlib, Agg backend)."""
+"""PNG figures of the benchmark (matplotlib, Agg backend).
+
+matplotlib draws; the Pareto front comes from :mod:`._stats`, the module the
+tables use too.
+"""
+
+import textwrap
 
 import numpy as np
+
+from ._stats import pareto_front
 
 __all__ = ["plot_pareto", "plot_alpha", "plot_importance", "plot_pca"]
 
@@ -19,13 +27,13 @@ def _pyplot():
     return plt
 
 
-
 def _finish(plt, fig, path, title):
     """Title, lay out, save at 120 dpi and close ``fig``."""
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
 
 FAMILY_COLOURS = {"reference": "0.45", "fine-tuning": "C0",
                   "in-processing": "C1", "post-processing": "C2",
@@ -55,7 +63,7 @@ def plot_pareto(summary, path, title, paper_points=None):
     Parameters
     ----------
     summary : pandas.DataFrame
-        Output of :func:`~sklearn_winfair.benchmark._report.summarize` with a
+        Output of :func:`._stats.summarize` with a
         ``family`` column.
     path : pathlib.Path
         Output PNG.
@@ -64,8 +72,6 @@ def plot_pareto(summary, path, title, paper_points=None):
     paper_points : list of (label, err, dp_gap, eo_gap) or None
         Published points to overlay.
     """
-    from ._paper_report import pareto_front
-
     plt = _pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(15, 6.2))
     summary = summary.reset_index(drop=True)
@@ -122,8 +128,6 @@ def plot_pareto(summary, path, title, paper_points=None):
     handles["Pareto front of our means"] = Line2D([], [], ls="--", color="0.3")
     fig.legend(list(handles.values()), list(handles.keys()), loc="center left",
                bbox_to_anchor=(0.79, 0.5), fontsize=7.5, frameon=False)
-    import textwrap
-
     note = ("colour = family (blue fine-tuning, orange in-processing, green "
             "post-processing, purple pre-processing, grey reference); "
             "star = OURS")

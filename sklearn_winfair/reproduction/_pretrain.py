@@ -31,6 +31,7 @@ __all__ = [
     "build_mlp",
     "build_paper_mlp",
     "PAPER_HEAD",
+    "PAPER_ARCHITECTURE",
     "train_torch",
     "predict_torch",
     "head_inputs",
@@ -80,6 +81,11 @@ def build_mlp(n_in, *, n_out=2, hidden=64, bottleneck=10, seed=0):
 
 
 PAPER_HEAD = "1"
+PAPER_ARCHITECTURE = (
+    "the paper's configuration: ReLU MLP 13-20-20-2 on the 13 raw columns "
+    "(742 parameters); head = its last Linear(20, 2), factorized at rank 2 "
+    "(full rank: 20*2 + 2*2 + 2 = 46 trainable parameters)"
+)
 
 
 def build_paper_mlp(n_in, *, hidden_layers=2, width=20, n_out=2, seed=0):

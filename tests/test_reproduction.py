@@ -1,4 +1,4 @@
-"""Smoke tests of the benchmark harness on tiny configurations."""
+"""Smoke tests of the reproduction harness on tiny configurations."""
 
 import re
 from pathlib import Path
@@ -7,10 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from sklearn_winfair.benchmark import Settings, main, run_benchmark, task_metrics
-from sklearn_winfair.benchmark._data import ratio_sizes, stratified_parts
-from sklearn_winfair.benchmark._methods import main_methods, select_methods
-from sklearn_winfair.benchmark._tuning import Grid
+from sklearn_winfair.reproduction import Settings, main, run_benchmark, task_metrics
+from sklearn_winfair.reproduction._data import ratio_sizes, stratified_parts
+from sklearn_winfair.reproduction._methods import main_methods, select_methods
+from sklearn_winfair.reproduction._scenarios import SCENARIOS, Copy, progress_units
+from sklearn_winfair.reproduction._tuning import Grid
 
 TINY = dict(seeds=1, epochs=1, pretrain_epochs=1, expgrad_max_iter=3,
             progress=False, verbose=False)
@@ -56,6 +57,8 @@ def test_adult_paper_tiny(tmp_path):
         runs.loc[runs["experiment"] == "table4", "config"])
     summary = (tmp_path / "summary.md").read_text(encoding="utf-8")
     assert "published values lie inside our mean ± 2 std" in summary
+    # one row per fit step, plus the alpha=0.5 row copied from OURS
+    assert len(runs) == progress_units(SCENARIOS["adult"], result.settings) + 1
     assert "Zhang and Feng Zhou" in summary
 
 
@@ -80,6 +83,9 @@ def test_adult_age_shift_tiny(tmp_path):
     # whole-model retraining trains every parameter, head-only far fewer
     params = runs[runs["experiment"] == "main"].set_index("method")["n_params"]
     assert params["Retrain+DP whole λ=0.5"] > params["Retrain+DP head λ=0.5"]
+    # one row per fit step, plus 4 copies (alpha=0.5 and 3 plain table2 rows)
+    assert len(runs) == progress_units(SCENARIOS["adult-age-shift"],
+                                       result.settings) + 4
 
 
 # Tiny German subsamples hold a handful of women with bad credit: the
@@ -159,6 +165,60 @@ def test_quick_defaults():
     assert Settings.defaults("adult", quick=True, seeds=5).seeds == 5
 
 
+def test_progress_totals_equal_the_former_hand_counts():
+    """The totals computed from the step lists equal the counts once typed in."""
+    n_main = len(main_methods())
+    adult = Settings.defaults("adult", quick=True)
+    assert progress_units(SCENARIOS["adult"], adult) == 40
+    adult.ours_b = True
+    assert progress_units(SCENARIOS["adult"], adult) == 46
+    shift = Settings.defaults("adult-age-shift")
+    assert progress_units(SCENARIOS["adult-age-shift"], shift) == (
+        n_main + 1 + 3 * 4 + 5 + 6 * 3 + 1 + 3 * 3)
+    german = Settings.defaults("german", methods="TL,OURS")
+    assert progress_units(SCENARIOS["german"], german) == 2 + 1 + 3 * 4
+    images = Settings.defaults("images")
+    assert progress_units(SCENARIOS["images"], images) == 11 + 3 * 2
+
+
+def test_copy_steps_are_not_progress_units():
+    steps = SCENARIOS["adult-age-shift"].steps(Settings.defaults("adult-age-shift"))
+    copies = [s for s in steps if isinstance(s, Copy)]
+    assert [s.method for s in copies] == ["OURS alpha=0.5", "Pretrained (no FT)",
+                                          "TL", "OURS"]
+    assert sum(s.units for s in copies) == 0
+
+
+def test_snapshot_callback_is_copied_and_read_back_from_the_net():
+    """The estimator deep-copies callbacks; the snapshots come from its copy."""
+    import copy
+
+    from sklearn_winfair import FairLowRankFineTuner
+    from sklearn_winfair.reproduction._pretrain import PAPER_HEAD, build_paper_mlp
+    from sklearn_winfair.reproduction._tuning import (
+        _SNAPSHOTS,
+        _Snapshots,
+        _snapshots_of,
+    )
+
+    given = _Snapshots((1, 2))
+    assert copy.deepcopy(given) is not given
+    rng = np.random.RandomState(0)
+    X = rng.randn(80, 13).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    s = np.where(rng.rand(80) < 0.5, "F", "M")
+    est = FairLowRankFineTuner(build_paper_mlp(13), head=PAPER_HEAD, rank=2,
+                               max_epochs=2, lr=1e-2, batch_size=40,
+                               random_state=0, callbacks=[(_SNAPSHOTS, given)])
+    est.fit(X, y, sensitive_features=s)
+    assert not hasattr(given, "states_")  # the instance passed in is untouched
+    states = _snapshots_of(est)
+    assert sorted(states) == [1, 2]
+    final = est.net_.module_.state_dict()
+    for key, value in states[2].items():
+        np.testing.assert_array_equal(value.numpy(), final[key].numpy())
+
+
 def test_ratio_sizes_keeps_table1_ratio():
     sizes = ratio_sizes(18089)
     assert sum(sizes) == 18089
@@ -174,7 +234,7 @@ def test_select_methods_patterns():
 def test_task_metrics_multiclass_is_max_over_classes():
     import numpy as np
 
-    from sklearn_winfair.benchmark._data import Split, Task
+    from sklearn_winfair.reproduction._data import Split, Task
 
     y = np.array([0, 1, 2, 0, 1, 2])
     s = np.array(["a", "a", "a", "b", "b", "b"])
@@ -205,7 +265,7 @@ def _nums(cell):
 
 @pytest.mark.skipif(not PAPER_MD.is_file(), reason="PAPER.md not beside the repo")
 def test_paper_numbers_match_paper_md():
-    from sklearn_winfair.benchmark._paper import (
+    from sklearn_winfair.reproduction._paper import (
         PAPER_TABLE2,
         PAPER_TABLE3,
         PAPER_TABLE4,
@@ -233,7 +293,7 @@ def test_paper_numbers_match_paper_md():
 
 
 def test_paper_numbers_spot_values():
-    from sklearn_winfair.benchmark._paper import (
+    from sklearn_winfair.reproduction._paper import (
         CITATION,
         PAPER_PARAMS,
         PAPER_TABLE3,
@@ -246,7 +306,7 @@ def test_paper_numbers_spot_values():
 
 def test_paper_mlp_and_ours_parameter_counts():
     from sklearn_winfair import FairLowRankFineTuner
-    from sklearn_winfair.benchmark._pretrain import (
+    from sklearn_winfair.reproduction._pretrain import (
         PAPER_HEAD,
         build_paper_mlp,
         n_params,
@@ -284,7 +344,7 @@ def test_stratified_parts_ratios():
 
 
 def test_adult_paper_task_columns():
-    from sklearn_winfair.benchmark._data import make_adult_paper_task
+    from sklearn_winfair.reproduction._data import make_adult_paper_task
 
     task = make_adult_paper_task(0, n_rows=2000)
     assert task.pre.X.shape[1] == 13  # 14 raw columns minus sex
@@ -293,7 +353,7 @@ def test_adult_paper_task_columns():
 
 
 def test_pareto_front_toy():
-    from sklearn_winfair.benchmark._paper_report import inside_2std, pareto_front
+    from sklearn_winfair.reproduction._stats import inside_2std, pareto_front
 
     x = [0.10, 0.20, 0.05, 0.30, 0.20, 0.15]
     y = [20.0, 15.0, 25.0, 14.0, 16.0, 15.0]
@@ -305,10 +365,10 @@ def test_pareto_front_toy():
 def test_tuning_checkpoint_equals_separate_fit():
     """The snapshot of epoch 1 in a 2-epoch run predicts as a 1-epoch fit."""
     from sklearn_winfair import FairLowRankFineTuner
-    from sklearn_winfair.benchmark._data import Split, Task
-    from sklearn_winfair.benchmark._methods import Context
-    from sklearn_winfair.benchmark._pretrain import PAPER_HEAD, build_paper_mlp
-    from sklearn_winfair.benchmark._tuning import tune_tuner
+    from sklearn_winfair.reproduction._data import Split, Task
+    from sklearn_winfair.reproduction._methods import Context
+    from sklearn_winfair.reproduction._pretrain import PAPER_HEAD, build_paper_mlp
+    from sklearn_winfair.reproduction._tuning import tune_tuner
 
     rng = np.random.RandomState(0)
 
@@ -343,8 +403,8 @@ def test_tuning_checkpoint_equals_separate_fit():
 def test_shapes_task_and_resnet():
     import torch
 
-    from sklearn_winfair.benchmark._images import make_shapes, make_shapes_task
-    from sklearn_winfair.benchmark._resnet import build_resnet
+    from sklearn_winfair.reproduction._resnet import build_resnet
+    from sklearn_winfair.reproduction._shapes import make_shapes, make_shapes_task
 
     task = make_shapes_task(0, sizes=(400, 400, 50, 50))
     assert task.train.X.shape == (400, 3, 32, 32)
@@ -362,3 +422,35 @@ def test_shapes_task_and_resnet():
     out = model(torch.from_numpy(task.test.X[:4].astype(np.float32) / 255))
     assert tuple(out.shape) == (4, 2)
     assert model.get_submodule("0")(torch.zeros(2, 3, 32, 32)).shape == (2, 32)
+
+
+def test_results_index_tool_reads_each_summary(tmp_path):
+    """tools/results_index.py (repository tooling, not in the wheel) indexes folders."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "results_index.py"
+    spec = importlib.util.spec_from_file_location("results_index", path)
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    (tmp_path / "german").mkdir()
+    (tmp_path / "german" / "summary.md").write_text(
+        "# winfair-bench german: summary\n\n- mode: full; seeds: 10; wall time: "
+        "1234.5 s; code: commit 0123456789abcdef\n", encoding="utf-8")
+    (tmp_path / "empty").mkdir()  # no summary.md: not indexed
+    assert tool.main([str(tmp_path)]) == 0
+    text = (tmp_path / "README.md").read_text(encoding="utf-8")
+    assert "| [`german/`](german/summary.md) | `winfair-bench german` | full | " \
+           "1,234 s | 0123456 |" in text
+    assert "empty/" not in text
+    # the installed package no longer carries the tool
+    package = path.parents[1] / "sklearn_winfair"
+    assert not [p for p in package.rglob("*.py")
+                if "def results_index" in p.read_text(encoding="utf-8")]
+
+
+def test_threshold_without_its_base_says_what_to_run_first():
+    from sklearn_winfair.reproduction._methods import Context, threshold
+
+    ctx = Context(task=None, backbone=None, seed=0)
+    with pytest.raises(ValueError, match="which has not run on this context"):
+        threshold("OURS", "DP").fit(ctx)

@@ -1,17 +1,15 @@
-"""Reports of the paper's Adult setting and of the image task.
+"""Tables and findings of the tuned scenarios: the paper's Adult setting, images.
 
 Every table puts the paper's published value (:mod:`._paper`) next to ours
 (mean ± std over seeds) and says whether the paper's mean lies inside our
-mean ± 2 std. Every sentence of the findings is computed from the numbers.
+mean ± 2 std. Every sentence of the findings is computed from the numbers;
+the statistics come from :mod:`._stats`.
 """
-
-import re
 
 import numpy as np
 import pandas as pd
 
 from ._paper import (
-    CITATION,
     PAPER_FIG4_CLAIM,
     PAPER_FIG5_CLAIM,
     PAPER_PARAMS,
@@ -20,67 +18,28 @@ from ._paper import (
     PAPER_TABLE3,
     PAPER_TABLE4,
 )
-from ._report import METRIC_NOTE, artifact_plots, markdown_table, summarize
+from ._stats import (
+    METRIC_NOTE,
+    inside_2std,
+    markdown_table,
+    metric_cell,
+    n_seeds,
+    paired_difference,
+    pareto_front,
+    summarize,
+)
 
-__all__ = ["inside_2std", "pareto_front", "paper_tables", "images_tables",
-           "hyperparameter_table", "reproduction_findings"]
+__all__ = ["paper_tables", "images_tables", "hyperparameter_table",
+           "reproduction_findings", "paper_findings", "images_findings",
+           "paper_points"]
 
 _METRICS = (("err", "Err (%)", 2), ("eo_gap", "ΔEO", 3), ("dp_gap", "ΔDP", 3))
-
-
-def inside_2std(paper_mean, mean, std):
-    """Whether ``paper_mean`` lies in ``[mean - 2 std, mean + 2 std]``.
-
-    Examples
-    --------
-    >>> inside_2std(16.0, 15.5, 0.3), inside_2std(16.2, 15.5, 0.3)
-    (True, False)
-    """
-    return bool(abs(paper_mean - mean) <= 2 * std + 1e-12)
-
-
-def pareto_front(x, y):
-    """Return the points not dominated when both coordinates are minimized.
-
-    A point is dominated when another is at least as good on both
-    coordinates and strictly better on one.
-
-    Parameters
-    ----------
-    x, y : array-like of shape (n,)
-
-    Returns
-    -------
-    front : list of int
-        Sorted by ``x``.
-
-    Examples
-    --------
-    >>> pareto_front([1, 2, 3, 2.5], [3, 2, 1, 2.5])
-    [0, 1, 2]
-    """
-    x, y = np.asarray(x, float), np.asarray(y, float)
-    front = []
-    for i in range(len(x)):
-        dominated = np.any((x <= x[i]) & (y <= y[i])
-                           & ((x < x[i]) | (y < y[i])))
-        if not dominated:
-            front.append(i)
-    return sorted(front, key=lambda i: (x[i], y[i]))
 
 
 def _fmt(value, digits):
     mean, std = value
     return f"{mean:.{digits}f}" if std is None else \
         f"{mean:.{digits}f} ± {std:.{digits}f}"
-
-
-def _ours(row, col, digits, ref=None):
-    text = f"{getattr(row, col + '_mean'):.{digits}f} ± " \
-           f"{getattr(row, col + '_std'):.{digits}f}"
-    if ref is not None:
-        text += f" ({getattr(row, col + '_mean') - ref:+.{digits}f})"
-    return text
 
 
 def _paper(value, digits, ref=None):
@@ -112,10 +71,6 @@ def _get(s, config, method):
     return None if hit.empty else next(hit.itertuples())
 
 
-def _n(runs):
-    return int(runs["seed"].nunique()) if len(runs) else 0
-
-
 def table3(runs, config):
     """Table 3 beside the paper, plus the comparisons it needs."""
     s = summarize(runs, "main")
@@ -128,7 +83,7 @@ def table3(runs, config):
     if pre is not None:
         cells = ["Pretrained (no FT)", "—"]
         for col, _, d in _METRICS:
-            cells += [_ours(pre, col, d), _paper(PAPER_PRETRAINED[col], 3),
+            cells += [metric_cell(pre, col, d), _paper(PAPER_PRETRAINED[col], 3),
                       _inside(pre, col, PAPER_PRETRAINED[col])]
         rows.append(cells + [0, "—", "—"])
     for (method, lam), paper in PAPER_TABLE3.items():
@@ -139,7 +94,7 @@ def table3(runs, config):
         cells = [method, "—" if lam is None else lam]
         for col, _, d in _METRICS:
             ours_ref = getattr(pre, col + "_mean") if pre is not None else None
-            cells += [_ours(r, col, d, ours_ref),
+            cells += [metric_cell(r, col, d, ours_ref),
                       _paper(paper[col], 3, PAPER_PRETRAINED[col][0]),
                       _inside(r, col, paper[col])]
             checks.append((name, col, getattr(r, col + "_mean"),
@@ -149,7 +104,7 @@ def table3(runs, config):
                              _chosen(runs, "main", config, name)])
     text = ("### Table 3 — in-processing during fine-tuning vs OURS (Adult, "
             "paper's setting)\n\n"
-            f"Ours: mean ± std over {_n(runs)} seeds (change from our "
+            f"Ours: mean ± std over {n_seeds(runs)} seeds (change from our "
             "pre-trained model's mean in parentheses). Paper: Table 3 of "
             "arXiv:2403.00625 (change from its pre-trained model). 'paper in "
             "±2σ': the paper's mean lies within our mean ± 2 std. Retrain = "
@@ -164,13 +119,13 @@ def table_all(runs, config, title):
     """Every method of the main comparison (peers included)."""
     s = summarize(runs, "main")
     s = s[s["config"] == config]
-    rows = [[r.method, r.family, _ours(r, "err", 2), _ours(r, "dp_gap", 3),
-             _ours(r, "eo_gap", 3), int(r.n_params),
+    rows = [[r.method, r.family, metric_cell(r, "err", 2), metric_cell(r, "dp_gap", 3),
+             metric_cell(r, "eo_gap", 3), int(r.n_params),
              _chosen(runs, "main", config, r.method), f"{r.fit_seconds:.1f}"]
             for r in s.itertuples()]
     head = ["method", "family", "Err (%)", "ΔDP", "ΔEO (sum)", "params",
             "chosen lr×epochs (seeds)", "s (grid)"]
-    return (f"### {title}\n\n{METRIC_NOTE.format(n=_n(runs))} 's (grid)' = "
+    return (f"### {title}\n\n{METRIC_NOTE.format(n=n_seeds(runs))} 's (grid)' = "
             "median seconds of the whole tuning grid of the method.\n\n"
             + markdown_table(head, rows))
 
@@ -190,11 +145,11 @@ def table2(runs):
         change_ours = getattr(ft, bias + "_mean") - getattr(pre, bias + "_mean")
         change_paper = paper["bias_ft"][0] - paper["bias_pre"][0]
         rows.append([
-            con, lam, _ours(pre, "err", 2), _paper(paper["err_pre"], 3),
-            _ours(ft, "err", 2), _paper(paper["err_ft"], 3),
+            con, lam, metric_cell(pre, "err", 2), _paper(paper["err_pre"], 3),
+            metric_cell(ft, "err", 2), _paper(paper["err_ft"], 3),
             _inside(ft, "err", paper["err_ft"]),
-            _ours(pre, bias, 3), _paper(paper["bias_pre"], 3),
-            _ours(ft, bias, 3), _paper(paper["bias_ft"], 3),
+            metric_cell(pre, bias, 3), _paper(paper["bias_pre"], 3),
+            metric_cell(ft, bias, 3), _paper(paper["bias_ft"], 3),
             _inside(ft, bias, paper["bias_ft"]),
             f"{change_ours:+.3f}", f"{change_paper:+.3f}",
             _chosen(runs, "table2", config, "TL")])
@@ -215,7 +170,7 @@ def table2(runs):
             "model on the new task's test part as is; 'FT' = its head "
             "fine-tuned on the new task (TL, rank=None, tuned on validation). "
             "Bias = ΔEO for EO rows, ΔDP for DP rows (the paper's layout). "
-            f"Ours: mean ± std over {_n(runs)} seeds; the paper's 'pre' "
+            f"Ours: mean ± std over {n_seeds(runs)} seeds; the paper's 'pre' "
             "values are single numbers.\n\n" + markdown_table(head, rows))
     return text, checks
 
@@ -227,9 +182,9 @@ def table4(runs, config):
     rows, checks = [], []
     base = _get(main, config, "OURS")
     if base is not None:
-        rows.append(["MLP 13-20-20-2 (Table 3's model)", _ours(base, "err", 2),
-                     "15.829 ± 0.340 (Table 3)", "", _ours(base, "eo_gap", 3),
-                     "0.197 ± 0.011", "", _ours(base, "dp_gap", 3),
+        rows.append(["MLP 13-20-20-2 (Table 3's model)", metric_cell(base, "err", 2),
+                     "15.829 ± 0.340 (Table 3)", "", metric_cell(base, "eo_gap", 3),
+                     "0.197 ± 0.011", "", metric_cell(base, "dp_gap", 3),
                      "0.180 ± 0.022", "", int(base.n_params)])
     for (data, model), paper in PAPER_TABLE4.items():
         if data != "Adult":
@@ -239,7 +194,7 @@ def table4(runs, config):
             continue
         cells = [f"{model} (13-{'-'.join(['20'] * int(model[-1]))}-2)"]
         for col, _, d in _METRICS:
-            cells += [_ours(r, col, d), _paper(paper[col], 3),
+            cells += [metric_cell(r, col, d), _paper(paper[col], 3),
                       _inside(r, col, paper[col])]
             checks.append((f"{model}", col, getattr(r, col + "_mean"),
                            getattr(r, col + "_std"), paper[col][0]))
@@ -252,24 +207,14 @@ def table4(runs, config):
             "MLP-k is read as k hidden layers of 20 ReLU units (the paper's "
             "main model, 'a two-layer MLP', has 2); each is pre-trained on the "
             "pre-training part and its head 20->2 fine-tuned by OURS at rank 2 "
-            f"(46 parameters). Mean ± std over {_n(runs)} seeds. The paper's "
+            f"(46 parameters). Mean ± std over {n_seeds(runs)} seeds. The paper's "
             f"image rows (not reproducible here: {other}) have no counterpart; "
             "see the constructed image task.\n\n" + markdown_table(head, rows))
     return text, checks
 
 
-def _paired(runs, experiment, config, a, b, col):
-    df = runs[(runs["experiment"] == experiment) & (runs["config"] == config)
-              & runs["method"].isin([a, b])]
-    wide = df.pivot_table(index="seed", columns="method", values=col)
-    if a not in wide or b not in wide:
-        return None
-    diff = (wide[a] - wide[b]).dropna()
-    return float(diff.mean()), float(diff.std(ddof=1)) if len(diff) > 1 else 0.0
-
-
 def _paired_text(d, digits):
-    mean, std = d
+    mean, std, _ = d
     if abs(mean) < 1e-9 and std < 1e-9:
         return f"{mean:+.{digits}f} (identical on every seed)"
     verdict = "within seed noise" if abs(mean) <= std else (
@@ -289,8 +234,8 @@ def fig4(runs, configs):
               & s["method"].isin(["TL", "f+SVD", "FWSVD", "OURS"])]
         if s.empty:
             continue
-        rows = [[r.method, _ours(r, "err", 2), _ours(r, "dp_gap", 3),
-                 _ours(r, "eo_gap", 3), int(r.n_params),
+        rows = [[r.method, metric_cell(r, "err", 2), metric_cell(r, "dp_gap", 3),
+                 metric_cell(r, "eo_gap", 3), int(r.n_params),
                  _chosen(runs, experiment, config, r.method)]
                 for r in s.itertuples()]
         sentences = []
@@ -300,13 +245,15 @@ def fig4(runs, configs):
             sentences.append(f"lowest {label} of TL / f+SVD / OURS: {best}")
         measured = "; ".join(sentences) + "."
         for other in ("TL", "f+SVD"):
-            diffs = [_paired(runs, experiment, config, "OURS", other, c)
+            diffs = [paired_difference(runs, experiment, "OURS", other, c,
+                                   config=config)
                      for c, _, _ in _METRICS]
             if all(d is not None for d in diffs):
                 measured += (f" OURS − {other} (paired over seeds): " + ", ".join(
                     f"{label} {_paired_text(d, k)}" for (_, label, k), d in
                     zip(_METRICS, diffs, strict=True)) + ".")
-        d = _paired(runs, experiment, config, "TL", "f+SVD", "err")
+        d = paired_difference(runs, experiment, "TL", "f+SVD", "err",
+                              config=config)
         if d is not None:
             measured += f" TL − f+SVD Err: {_paired_text(d, 2)}."
         blocks.append(f"#### {config}\n\n"
@@ -324,8 +271,8 @@ def fig5(runs):
         return ""
     alpha = s["method"].str.extract(r"alpha=([\d.]+)")[0].astype(float)
     s = s.assign(alpha=alpha).sort_values("alpha")
-    rows = [[f"{r.alpha:g}", _ours(r, "err", 2), _ours(r, "dp_gap", 3),
-             _ours(r, "eo_gap", 3)] for r in s.itertuples()]
+    rows = [[f"{r.alpha:g}", metric_cell(r, "err", 2), metric_cell(r, "dp_gap", 3),
+             metric_cell(r, "eo_gap", 3)] for r in s.itertuples()]
     parts = []
     for col, label, digits in _METRICS:
         slope = np.polyfit(s["alpha"], s[col + "_mean"], 1)[0]
@@ -417,8 +364,8 @@ def images_tables(runs, settings, config):
     }
     s = summarize(runs, "rank_sweep_b")
     if not s.empty:
-        rows = [[r.method, _ours(r, "err", 2), _ours(r, "dp_gap", 3),
-                 _ours(r, "eo_gap", 3), int(r.n_params)] for r in s.itertuples()]
+        rows = [[r.method, metric_cell(r, "err", 2), metric_cell(r, "dp_gap", 3),
+                 metric_cell(r, "eo_gap", 3), int(r.n_params)] for r in s.itertuples()]
         blocks["images.md"] += (
             "\n\n### Rank sweep of the 2-layer head 32->32->2\n\n"
             + markdown_table(["method", "Err (%)", "ΔDP", "ΔEO (sum)",
@@ -426,41 +373,8 @@ def images_tables(runs, settings, config):
     return blocks
 
 
-def git_commit():
-    """Return the commit of the code that ran (``WINFAIR_BENCH_COMMIT`` or git)."""
-    import os
-    import subprocess
-    from pathlib import Path
-
-    if os.environ.get("WINFAIR_BENCH_COMMIT"):
-        return os.environ["WINFAIR_BENCH_COMMIT"]
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent,
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
-def _settings_lines(settings, artifacts, wall):
-    desc = artifacts.get("descriptions", {})
-    return [
-        f"- mode: {'quick' if settings.quick else 'full'}; seeds: "
-        f"{settings.seeds}; batch size: {settings.batch_size}; pre-training: "
-        f"{settings.pretrain_epochs} epochs at lr {settings.pretrain_lr} "
-        f"(Adam); wall time: {wall:.1f} s; code: commit {git_commit()}",
-        f"- tuning: {settings.grid.describe()}, chosen per method and seed on "
-        "the validation part by the lowest Err; the test part is used only "
-        "for the reported numbers",
-        f"- backbone: {desc.get('architecture', 'n/a')}",
-        f"- rows (seed 0): {desc.get('sizes', 'n/a')}",
-        f"- paper: {CITATION}; its numbers are transcribed in "
-        "sklearn_winfair/benchmark/_paper.py",
-    ]
-
-
-def _findings_paper(runs, checks, config):
+def paper_findings(runs, checks, config):
+    """Return the findings of the paper's Adult setting, computed from ``runs``."""
     main = summarize(runs, "main")
     main = main[main["config"] == config].set_index("method")
     out = []
@@ -486,212 +400,46 @@ def _findings_paper(runs, checks, config):
             names = [fam.index[i] for i in front]
             out.append(f"Pareto front (Err vs {label}, our means): "
                        + ", ".join(names) + ".")
-    return out
+    return " ".join(out)
 
 
-def _paper_points():
+def images_findings(runs, config):
+    """Return the findings of the constructed image task, computed from ``runs``."""
+    s = summarize(runs, "main")
+    by = s.set_index("method")
+    found = []
+    if {"Pretrained (no FT)", "TL", "OURS"} <= set(by.index):
+        p, t, o = (by.loc[k] for k in ("Pretrained (no FT)", "TL", "OURS"))
+        found.append(
+            f"The frozen ResNet's own head has Err {p.err_mean:.2f} on the "
+            f"new task (ΔDP {p.dp_gap_mean:.3f}, ΔEO {p.eo_gap_mean:.3f}); "
+            f"fine-tuning the head (TL) gives Err {t.err_mean:.2f} ± "
+            f"{t.err_std:.2f}, ΔDP {t.dp_gap_mean:.3f}, ΔEO "
+            f"{t.eo_gap_mean:.3f}; OURS Err {o.err_mean:.2f} ± "
+            f"{o.err_std:.2f}, ΔDP {o.dp_gap_mean:.3f}, ΔEO "
+            f"{o.eo_gap_mean:.3f} with {int(o.n_params)} trainable "
+            f"parameters instead of {int(t.n_params)}.")
+        for other in ("TL", "f+SVD", "FWSVD"):
+            diffs = [paired_difference(runs, "main", "OURS", other, c,
+                                       config=config)
+                     for c, _, _ in _METRICS]
+            if all(d is not None for d in diffs):
+                found.append(f"OURS − {other} (paired over seeds): " + ", ".join(
+                    f"{label} {_paired_text(d, k)}" for (_, label, k), d
+                    in zip(_METRICS, diffs, strict=True)) + ".")
+    fam = s[s["family"] != "reference"].set_index("method")
+    for gap, label in (("dp_gap", "ΔDP"), ("eo_gap", "ΔEO")):
+        front = pareto_front(fam[f"{gap}_mean"], fam["err_mean"])
+        found.append(f"Pareto front (Err vs {label}): "
+                     + ", ".join(fam.index[i] for i in front) + ".")
+    return " ".join(found)
+
+
+def paper_points():
+    """Return the paper's (label, Err, ΔDP, ΔEO) points for the Pareto plot."""
     pts = [("pre-trained", PAPER_PRETRAINED["err"][0],
             PAPER_PRETRAINED["dp_gap"][0], PAPER_PRETRAINED["eo_gap"][0])]
     for (m, lam), v in PAPER_TABLE3.items():
         pts.append((m if lam is None else f"{m} λ={lam}", v["err"][0],
                     v["dp_gap"][0], v["eo_gap"][0]))
     return pts
-
-
-def write_paper_reports(runs, settings, out, artifacts, wall, *, plots=True):
-    """Write runs.csv, the tables, summary.md and the plots (adult / images).
-
-    Returns
-    -------
-    tables : dict of str to str
-    files : list of pathlib.Path
-    """
-    from ._adult_paper import OURS_B_CONFIG, PAPER_CONFIG
-    from ._images import IMAGES_CONFIG
-
-    files = [out / "runs.csv"]
-    runs.to_csv(files[0], index=False)
-    paper = settings.dataset == "adult"
-    config = PAPER_CONFIG if paper else IMAGES_CONFIG
-    if paper:
-        tables, checks = paper_tables(runs, settings, config, OURS_B_CONFIG)
-    else:
-        tables, checks = images_tables(runs, settings, config), {}
-    if plots:
-        files += _plots_paper(runs, settings, out, artifacts, config, paper)
-    desc = artifacts.get("descriptions", {})
-    lines = [f"# winfair-bench {settings.dataset}: summary\n",
-             "## Settings and decisions\n"]
-    lines += _settings_lines(settings, artifacts, wall)
-    if paper:
-        lines += [
-            f"- task: {desc.get('adult-paper', '')}",
-            "- split: 60 % / 40 % as the paper's text says; the new task's "
-            "train / validation / test keep the RATIO of Table 1 (12,287 / "
-            "5,000 / 10,315, which sums to 61 % of the 45,222 rows, not 40 %).",
-            "- this is the paper's configuration (MLP 13-20-20-2, head 20->2 "
-            "at rank 2 = full rank). Retrain+EO/DP = every MLP parameter "
-            "trained on the new task with the penalty (742 parameters, as the "
-            "paper counts). Fair pre-training (Table 2) adds the same "
-            "penalties to the pre-training loss; 'fine-tune' there is TL. "
-            "MLP-3/4/5 (Table 4) are our reading (3/4/5 hidden layers of 20).",
-            f"- ours, not the paper's: the fairlearn peers (ExponentiatedGradient"
-            ", ThresholdOptimizer, AdversarialFairnessClassifier on the frozen "
-            f"20-d head inputs), OURS+DP/EO, and '{OURS_B_CONFIG}' (one-hot "
-            f"features, {desc.get('onehot_features', 'n/a')} columns), where "
-            "rank 2 truncates the 64->10 layer.",
-            "- the age-shift scenario (ours) is `winfair-bench adult-age-shift`;"
-            " its committed results (docs/results/adult_age_shift/) come from "
-            "the earlier code of commit d32b871 and were not re-run.",
-        ]
-    else:
-        lines += [
-            f"- task: {desc.get('images', '')}",
-            "- what it shows: whether the methods can be told apart on a "
-            "frozen convolutional backbone whose features carry a shortcut "
-            "that the new task reverses, at a scale (10,000 training images) "
-            "where the seed noise is small. What it does not show: anything "
-            "about CelebA, LFW+a, faces, ResNet-18/50 or DenseNet, or the "
-            "paper's image numbers (Table 4's image rows have no "
-            "counterpart here).",
-            f"- the ResNet is pre-trained once ({desc.get('pretrain_seconds')}"
-            " s) on the pre-training images and frozen; each seed draws new "
-            "new-task images, extracts their 32-d features once and every "
-            "method fine-tunes on those. Cut for time: whole-network "
-            "retraining, AdversarialFairnessClassifier and OURS+DP/EO.",
-        ]
-    lines += ["\n## Findings\n"]
-    if paper:
-        lines += [" ".join(_findings_paper(runs, checks, config))]
-    else:
-        s = summarize(runs, "main")
-        by = s.set_index("method")
-        found = []
-        if {"Pretrained (no FT)", "TL", "OURS"} <= set(by.index):
-            p, t, o = (by.loc[k] for k in ("Pretrained (no FT)", "TL", "OURS"))
-            found.append(
-                f"The frozen ResNet's own head has Err {p.err_mean:.2f} on the "
-                f"new task (ΔDP {p.dp_gap_mean:.3f}, ΔEO {p.eo_gap_mean:.3f}); "
-                f"fine-tuning the head (TL) gives Err {t.err_mean:.2f} ± "
-                f"{t.err_std:.2f}, ΔDP {t.dp_gap_mean:.3f}, ΔEO "
-                f"{t.eo_gap_mean:.3f}; OURS Err {o.err_mean:.2f} ± "
-                f"{o.err_std:.2f}, ΔDP {o.dp_gap_mean:.3f}, ΔEO "
-                f"{o.eo_gap_mean:.3f} with {int(o.n_params)} trainable "
-                f"parameters instead of {int(t.n_params)}.")
-            for other in ("TL", "f+SVD", "FWSVD"):
-                diffs = [_paired(runs, "main", config, "OURS", other, c)
-                         for c, _, _ in _METRICS]
-                if all(d is not None for d in diffs):
-                    found.append(f"OURS − {other} (paired over seeds): " + ", ".join(
-                        f"{label} {_paired_text(d, k)}" for (_, label, k), d
-                        in zip(_METRICS, diffs, strict=True)) + ".")
-        fam = s[s["family"] != "reference"].set_index("method")
-        for gap, label in (("dp_gap", "ΔDP"), ("eo_gap", "ΔEO")):
-            front = pareto_front(fam[f"{gap}_mean"], fam["err_mean"])
-            found.append(f"Pareto front (Err vs {label}): "
-                         + ", ".join(fam.index[i] for i in front) + ".")
-        lines += [" ".join(found)]
-    lines += ["", "## Tables\n"] + [t + "\n" for t in tables.values() if t]
-    if plots:
-        lines.append("## Plots\n\n" + "\n".join(
-            f"![{p.stem}]({p.name})" for p in files if p.suffix == ".png"))
-    tables["summary.md"] = "\n".join(lines)
-    for name, text in tables.items():
-        path = out / name
-        path.write_text(text + "\n", encoding="utf-8")
-        files.append(path)
-    return tables, files
-
-
-def _plots_paper(runs, settings, out, artifacts, config, paper):
-    from . import _plots
-
-    files = []
-    main = summarize(runs, "main")
-    main = main[main["config"] == config]
-    if not main.empty:
-        path = out / "pareto.png"
-        _plots.plot_pareto(main, path, f"{settings.dataset}: Err vs bias, mean "
-                           f"± std over {_n(runs)} seeds ({config})",
-                           _paper_points() if paper else None)
-        files.append(path)
-    alpha = summarize(runs, "alpha")
-    if not alpha.empty:
-        path = out / "alpha_ablation.png"
-        _plots.plot_alpha(alpha, path, "OURS, alpha ablation (Fig. 5), "
-                          "paper's setting")
-        files.append(path)
-    return files + artifact_plots(
-        artifacts, out, (("importance", "fisher_importance.png"),
-                         ("importance_b", "fisher_importance_ours_b.png")))
-
-
-#: Provenance notes of results folders that were not written by this code.
-INDEX_NOTES = {
-    "adult": ("`winfair-bench adult`: the paper's setting, its published "
-              "numbers beside ours (Tables 2-4, Figs. 4-5)."),
-    "adult_age_shift": (
-        "`winfair-bench adult-age-shift` (ours: age covariate shift, one-hot "
-        "64-10-2 MLP, rank sweeps where truncation bites). Written by the "
-        "harness of commit d32b871, when this scenario was `winfair-bench "
-        "adult`, and kept as it was (its pareto.png redrawn from the same "
-        "runs.csv by the current plotting code); no published counterpart, "
-        "hence its 'n/a' paper cells."),
-    "images": ("`winfair-bench images`: the CONSTRUCTED shapes task with a "
-               "small ResNet, a stand-in for CelebA / LFW+a."),
-    "german": (
-        "`winfair-bench german` (ours; about 180 training rows, so seed noise "
-        "dominates), with fairlearn's reductions over the fine-tuner and "
-        "reweighing + OURS."),
-}
-
-
-def results_index(root):
-    """Return the markdown index of a results folder tree.
-
-    One row per sub-folder holding a ``summary.md``: its command, mode,
-    wall time and code commit as its summary states them, plus the
-    provenance notes of :data:`INDEX_NOTES`.
-
-    Parameters
-    ----------
-    root : str or pathlib.Path
-        Folder holding one folder per benchmark (``docs/results``).
-
-    Returns
-    -------
-    text : str
-    """
-    from pathlib import Path
-
-    rows = []
-    for folder in sorted(p for p in Path(root).iterdir() if p.is_dir()):
-        summary = folder / "summary.md"
-        if not summary.is_file():
-            continue
-        text = summary.read_text(encoding="utf-8")
-        title = text.splitlines()[0].lstrip("# ").split(":")[0]
-        wall = re.search(r"wall time: ([\d.]+) s", text)
-        commit = re.search(r"code: commit (\w+)", text)
-        mode = re.search(r"mode: (\w+)", text)
-        rows.append([
-            f"[`{folder.name}/`]({folder.name}/summary.md)", f"`{title}`",
-            mode.group(1) if mode else "?",
-            f"{float(wall.group(1)):,.0f} s" if wall else "?",
-            commit.group(1)[:7] if commit else "d32b871 (not recorded)",
-            INDEX_NOTES.get(folder.name, "")])
-    return ("# Benchmark results\n\nWritten by `winfair-bench` "
-            "(`sklearn_winfair/benchmark/`); every file here, this index "
-            "included (`results_index`), is written by the harness, nothing "
-            "by hand. Runs on a shared 2-core CPU machine, one torch thread.\n\n"
-            + markdown_table(["folder", "benchmark", "mode", "wall time",
-                              "code", "note"], rows) + "\n")
-
-
-if __name__ == "__main__":  # pragma: no cover
-    # python -m sklearn_winfair.benchmark._paper_report docs/results
-    import sys
-    from pathlib import Path
-
-    root = Path(sys.argv[1] if len(sys.argv) > 1 else "docs/results")
-    (root / "README.md").write_text(results_index(root), encoding="utf-8")

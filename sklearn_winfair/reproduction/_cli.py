@@ -3,6 +3,8 @@
 import argparse
 import sys
 
+from ._runner import run_benchmark
+
 __all__ = ["build_parser", "main"]
 
 _DESCRIPTION = (
@@ -16,7 +18,13 @@ _DESCRIPTION = (
 
 
 def build_parser():
-    """Return the ``argparse`` parser of ``winfair-bench``."""
+    """Return the ``argparse`` parser of ``winfair-bench``.
+
+    Examples
+    --------
+    >>> build_parser().parse_args(["german", "--quick"]).seeds is None
+    True
+    """
     parser = argparse.ArgumentParser(prog="winfair-bench",
                                      description=_DESCRIPTION)
     sub = parser.add_subparsers(
@@ -72,10 +80,18 @@ def main(argv=None):
     -------
     int
         0 on success.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> from sklearn_winfair.reproduction import main
+    >>> printed = io.StringIO()
+    >>> with contextlib.redirect_stdout(printed), contextlib.suppress(SystemExit):
+    ...     main(["adult", "--help"])
+    >>> printed.getvalue().split()[:3]
+    ['usage:', 'winfair-bench', 'adult']
     """
     args = build_parser().parse_args(argv)
-    from ._runner import run_benchmark
-
     run_benchmark(
         args.dataset, quick=args.quick, seeds=args.seeds, epochs=args.epochs,
         out=args.out, methods=args.methods, plots=not args.no_plots,

@@ -1,4 +1,4 @@
-"""``python -m sklearn_winfair.benchmark`` runs ``winfair-bench``."""
+"""``python -m sklearn_winfair.reproduction`` runs ``winfair-bench``."""
 
 import sys
 

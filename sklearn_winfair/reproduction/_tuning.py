@@ -28,6 +28,7 @@ import numpy as np
 from skorch.callbacks import Callback
 
 from .. import FairLowRankFineTuner, weighted_f1_error
+from ._pretrain import predict_torch, train_torch
 
 __all__ = ["Grid", "Choice", "tune_tuner", "tune_torch", "tune_adversarial"]
 
@@ -74,24 +75,33 @@ class Choice:
     estimator: object = None
 
 
+_SNAPSHOTS = "winfair_snapshots"
+
+
 class _Snapshots(Callback):
     """Keep a copy of the module's state at the listed epochs.
 
-    The estimator deep-copies its callbacks; this one returns itself so that
-    the snapshots stay reachable from the caller.
+    The estimator deep-copies its callbacks, so the snapshots are read back
+    from the fitted net's own copy (:func:`_snapshots_of`), not from the
+    instance passed in.
     """
 
     def __init__(self, epochs):
-        self.epochs = set(epochs)
-        self.states = {}
+        self.epochs = epochs
 
-    def __deepcopy__(self, memo):
+    def initialize(self):
+        self.states_ = {}
         return self
 
     def on_epoch_end(self, net, **kwargs):
         epoch = len(net.history)
-        if epoch in self.epochs:
-            self.states[epoch] = copy.deepcopy(net.module_.state_dict())
+        if epoch in set(self.epochs):
+            self.states_[epoch] = copy.deepcopy(net.module_.state_dict())
+
+
+def _snapshots_of(est):
+    """Return the states that the fitted net's ``_Snapshots`` copy kept."""
+    return dict(est.net_.callbacks_)[_SNAPSHOTS].states_
 
 
 def _err(y, y_pred):
@@ -122,20 +132,20 @@ def tune_tuner(ctx, grid, **params):
     task = ctx.task
     best, best_state, start = None, None, time.perf_counter()
     for lr in grid.lrs:
-        snaps = _Snapshots(grid.epochs)
         est = FairLowRankFineTuner(
             backbone=ctx.backbone, max_epochs=grid.max_epochs, lr=lr,
             batch_size=ctx.batch_size, random_state=ctx.seed,
-            callbacks=[("winfair_snapshots", snaps)], **params)
+            callbacks=[(_SNAPSHOTS, _Snapshots(grid.epochs))], **params)
         est.fit(task.train.X, task.train.y, sensitive_features=task.train.s)
+        states = _snapshots_of(est)
         final_val = est.predict(task.val.X)
         module = est.net_.module_
-        module.load_state_dict(snaps.states[grid.max_epochs])
+        module.load_state_dict(states[grid.max_epochs])
         shared = np.array_equal(est.predict(task.val.X), final_val) and \
             _shares(est)
         for e in sorted(grid.epochs):
             if shared:
-                module.load_state_dict(snaps.states[e])
+                module.load_state_dict(states[e])
                 cand = est
             elif e == grid.max_epochs:
                 cand = est
@@ -151,7 +161,7 @@ def tune_tuner(ctx, grid, **params):
                 best_state = (copy.deepcopy(module.state_dict())
                               if shared else None)
         if shared:
-            module.load_state_dict(snaps.states[grid.max_epochs])
+            module.load_state_dict(states[grid.max_epochs])
     if best_state is not None:
         best.estimator.net_.module_.load_state_dict(best_state)
     best.y_pred = best.estimator.predict(task.test.X)
@@ -174,15 +184,13 @@ def tune_torch(ctx, grid, *, penalty=None, strength=0.0, trainable=None):
     ctx : Context
     grid : Grid
     penalty, strength, trainable
-        As in :func:`~sklearn_winfair.benchmark._pretrain.train_torch`.
+        As in :func:`._pretrain.train_torch`.
 
     Returns
     -------
     Choice
         ``estimator`` is the trained model at the chosen checkpoint.
     """
-    from ._pretrain import predict_torch, train_torch
-
     task = ctx.task
     best, start = None, time.perf_counter()
     for lr in grid.lrs:

@@ -7,11 +7,12 @@ numbers beside ours; ``adult-age-shift``, ``german`` and ``images`` are our
 scenarios.
 
 Run it from the command line (``winfair-bench adult --quick`` or
-``python -m sklearn_winfair.benchmark adult --quick``) or from Python with
+``python -m sklearn_winfair.reproduction adult --quick``) or from Python with
 :func:`run_benchmark`. Nothing here is imported by the package root.
 """
 
 from ._cli import main
-from ._runner import BenchmarkResult, Settings, run_benchmark, task_metrics
+from ._runner import BenchmarkResult, run_benchmark, task_metrics
+from ._settings import Settings
 
 __all__ = ["run_benchmark", "BenchmarkResult", "Settings", "task_metrics", "main"]
