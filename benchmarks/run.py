@@ -39,6 +39,7 @@ REPORT = ROOT / "docs" / "performance.md"
 SCRIPTS = [
     "bench_fit.py",
     "bench_head.py",
+    "bench_solver.py",
     "bench_fisher.py",
     "bench_grid.py",
     "bench_svd.py",

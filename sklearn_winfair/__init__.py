@@ -19,6 +19,7 @@ from ._estimator import FairLowRankFineTuner
 from ._factorize import LowRankLinear, weighted_svd
 from ._importance import group_row_importance, neutral_importance
 from ._persistence import load_fitted, save_fitted
+from ._version import __version__
 from .exceptions import HeadClassesWarning, SmallGroupWarning, TrainingDivergedError
 from .metrics import (
     demographic_parity_gap,
@@ -30,8 +31,6 @@ from .metrics import (
 )
 from .model_selection import fairest_within_tolerance
 from .penalties import demographic_parity_penalty, equalized_odds_penalty
-
-__version__ = "0.1.0.dev0"
 
 __all__ = [
     # estimator

@@ -33,6 +33,9 @@ import torch
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
 
+from ._estimator import FairLowRankFineTuner
+from ._version import __version__
+
 __all__ = ["save_fitted", "load_fitted"]
 
 _METADATA_KEY = "sklearn_winfair"
@@ -308,8 +311,6 @@ def save_fitted(estimator, path):
             value, tensors, f"fitted attribute {name!r} of {type(estimator).__name__}"
         )
 
-    from . import __version__
-
     document = json.dumps(
         {
             "format": _FORMAT,
@@ -464,8 +465,6 @@ def load_fitted(path, backbone, **params):
     >>> bool(np.allclose(loaded.predict_proba(X), clf.predict_proba(X), atol=1e-6))
     True
     """
-    from ._estimator import FairLowRankFineTuner
-
     if not isinstance(backbone, nn.Module):
         raise TypeError(
             f"backbone must be a torch.nn.Module (a fresh instance of the fitted "

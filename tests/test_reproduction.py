@@ -208,8 +208,9 @@ def test_snapshot_callback_is_copied_and_read_back_from_the_net():
     y = (X[:, 0] > 0).astype(int)
     s = np.where(rng.rand(80) < 0.5, "F", "M")
     est = FairLowRankFineTuner(build_paper_mlp(13), head=PAPER_HEAD, rank=2,
-                               max_epochs=2, lr=1e-2, batch_size=40,
-                               random_state=0, callbacks=[(_SNAPSHOTS, given)])
+                               solver="adam", max_epochs=2, lr=1e-2,
+                               batch_size=40, random_state=0,
+                               callbacks=[(_SNAPSHOTS, given)])
     est.fit(X, y, sensitive_features=s)
     assert not hasattr(given, "states_")  # the instance passed in is untouched
     states = _snapshots_of(est)
@@ -362,6 +363,27 @@ def test_pareto_front_toy():
     assert inside_2std(16.0, 15.5, 0.25) and not inside_2std(16.1, 15.5, 0.25)
 
 
+def test_lbfgs_tuner_is_fitted_once_without_a_grid():
+    """With the default solver (L-BFGS) a tuned method is one fit: no lr or epochs."""
+    from sklearn_winfair.reproduction._data import Split, Task
+    from sklearn_winfair.reproduction._methods import Context
+    from sklearn_winfair.reproduction._pretrain import PAPER_HEAD, build_paper_mlp
+    from sklearn_winfair.reproduction._tuning import tune_tuner
+
+    rng = np.random.RandomState(0)
+
+    def part(n):
+        X = rng.randn(n, 13).astype(np.float32)
+        return Split(X, (X[:, 0] > 0).astype(int), np.where(rng.rand(n) < 0.5, "F", "M"))
+
+    task = Task("t", part(10), part(200), part(100), part(100),
+                classes=["0", "1"], pre_classes=["0", "1"])
+    ctx = Context(task, build_paper_mlp(13), seed=0, batch_size=32)
+    choice = tune_tuner(ctx, Grid((0.05,), (1, 2)), head=PAPER_HEAD, rank=2)
+    assert np.isnan(choice.lr) and np.isnan(choice.epochs)
+    assert choice.estimator.solver_ == "lbfgs"
+
+
 def test_tuning_checkpoint_equals_separate_fit():
     """The snapshot of epoch 1 in a 2-epoch run predicts as a 1-epoch fit."""
     from sklearn_winfair import FairLowRankFineTuner
@@ -381,12 +403,12 @@ def test_tuning_checkpoint_equals_separate_fit():
                 classes=["0", "1"], pre_classes=["0", "1"])
     ctx = Context(task, build_paper_mlp(13), seed=0, batch_size=32)
     grid = Grid((0.05,), (1, 2))
-    choice = tune_tuner(ctx, grid, head=PAPER_HEAD, rank=2)
+    choice = tune_tuner(ctx, grid, head=PAPER_HEAD, rank=2, solver="adam")
     single = {}
     for e in grid.epochs:
         est = FairLowRankFineTuner(ctx.backbone, head=PAPER_HEAD, rank=2,
-                                   max_epochs=e, lr=0.05, batch_size=32,
-                                   random_state=0)
+                                   solver="adam", max_epochs=e, lr=0.05,
+                                   batch_size=32, random_state=0)
         est.fit(task.train.X, task.train.y, sensitive_features=task.train.s)
         single[e] = est
     from sklearn_winfair import weighted_f1_error

@@ -63,6 +63,11 @@ def build_parser():
                        help="mini-batch size of every torch loop")
         p.add_argument("--n-rows", type=int, default=None,
                        help="subsample the data set (smoke tests)")
+        p.add_argument("--solver", default=None,
+                       choices=["auto", "lbfgs", "adam", "sgd"],
+                       help="solver of every FairLowRankFineTuner (default: the "
+                            "estimator's, 'auto': L-BFGS on cached features; "
+                            "'adam' is the paper's lr x epochs protocol)")
         p.add_argument("--no-progress", action="store_true",
                        help="hide the progress bar")
     return parser
@@ -97,6 +102,7 @@ def main(argv=None):
         out=args.out, methods=args.methods, plots=not args.no_plots,
         n_rows=args.n_rows, progress=not args.no_progress,
         batch_size=args.batch_size,
+        **({} if args.solver is None else {"solver": args.solver}),
     )
     return 0
 

@@ -85,6 +85,8 @@ class Context:
     grid : Grid or None
         When set, every trained method searches this grid on the validation
         part instead of using ``epochs`` and ``lr``.
+    solver : str
+        ``solver`` of every FairLowRankFineTuner (see ``Settings.solver``).
     extract_seconds : float or None
         Seconds spent extracting the task's features through a frozen trunk
         before this context existed (images); recorded on the pre-trained row.
@@ -100,6 +102,7 @@ class Context:
     lr: float = 1e-2
     expgrad_max_iter: int = 50
     grid: Grid | None = None
+    solver: str = "auto"
     extract_seconds: float | None = None
     fitted: dict = field(default_factory=dict)
     _features: dict = field(default_factory=dict, repr=False)
@@ -201,14 +204,15 @@ def pretrained():
 def _fit_tuner(ctx, name, params):
     train = ctx.task.train
     if ctx.grid is not None:
-        choice = tune_tuner(ctx, ctx.grid, **params)
+        choice = tune_tuner(ctx, ctx.grid, solver=ctx.solver, **params)
         est = choice.estimator
         result = FitResult(choice.y_pred, est.n_trainable_params_,
                            choice.seconds, est, _grid_columns(choice))
     else:
         est = FairLowRankFineTuner(
             backbone=ctx.backbone, max_epochs=ctx.epochs, lr=ctx.lr,
-            batch_size=ctx.batch_size, random_state=ctx.seed, **params,
+            batch_size=ctx.batch_size, random_state=ctx.seed, solver=ctx.solver,
+            **params,
         )
         _, seconds = _timed(lambda: est.fit(train.X, train.y,
                                             sensitive_features=train.s))
@@ -309,7 +313,8 @@ def tuner_reduction(kind, constraint, base, rank, head):
         params.setdefault("rank", rank)
         tuner = FairLowRankFineTuner(
             backbone=ctx.backbone, head=head, max_epochs=ctx.epochs,
-            lr=ctx.lr, batch_size=ctx.batch_size, random_state=ctx.seed, **params,
+            lr=ctx.lr, batch_size=ctx.batch_size, random_state=ctx.seed, solver=ctx.solver,
+            **params,
         )
         if kind == "ExpGrad":
             est = ExponentiatedGradient(tuner, constraints=_constraint(constraint),
@@ -343,7 +348,7 @@ def reweighed(rank, head):
         est = FairLowRankFineTuner(
             backbone=ctx.backbone, head=head, max_epochs=ctx.epochs,
             lr=ctx.lr, batch_size=ctx.batch_size, random_state=ctx.seed,
-            rank=rank, importance="neutral",
+            solver=ctx.solver, rank=rank, importance="neutral",
         )
         w = reweighing_weights(train.y, sensitive_features=train.s)
         _, seconds = _timed(lambda: est.fit(train.X, train.y,

@@ -164,7 +164,8 @@ def _context(settings, task, backbone, seed, *, tuned, **kwargs):
     return Context(task, backbone, seed, epochs=settings.epochs,
                    batch_size=settings.batch_size, lr=settings.lr,
                    expgrad_max_iter=settings.expgrad_max_iter,
-                   grid=settings.grid if tuned else None, **kwargs)
+                   grid=settings.grid if tuned else None, solver=settings.solver,
+                   **kwargs)
 
 
 def _sweep(experiment, config, head, ranks, context="main", **params):

@@ -99,6 +99,12 @@ class Settings:
     grid : Grid
         lr x epochs grid searched on the validation part by every tuned
         method (``adult`` and ``images``).
+    solver : {"auto", "lbfgs", "adam", "sgd"}
+        ``solver`` of every FairLowRankFineTuner. ``"auto"`` (the estimator's
+        default) is full-batch L-BFGS on the cached features: it has no lr
+        or epochs, so the lr x epochs ``grid`` applies to the torch loops
+        and the adversary only. ``"adam"`` is the paper's protocol (and the
+        one of the results before the solver existed).
     pretrain_lr : float
         Learning rate of the backbones' pre-training (every scenario; the
         untuned scenarios' defaults set it to their ``lr``).
@@ -143,6 +149,7 @@ class Settings:
     n_images: object = None
     pretrain_batch_size: object = None
     torch_threads: int = 1
+    solver: str = "auto"
 
     @classmethod
     def defaults(cls, dataset, *, quick=False, **overrides):

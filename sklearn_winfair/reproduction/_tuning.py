@@ -130,7 +130,16 @@ def tune_tuner(ctx, grid, **params):
         With the fitted estimator restored to the chosen checkpoint.
     """
     task = ctx.task
-    best, best_state, start = None, None, time.perf_counter()
+    start = time.perf_counter()
+    if params.get("solver", "auto") in ("auto", "lbfgs"):
+        # L-BFGS solves the head on the cached features: no lr, no epochs
+        est = FairLowRankFineTuner(backbone=ctx.backbone, batch_size=ctx.batch_size,
+                                   random_state=ctx.seed, **params)
+        est.fit(task.train.X, task.train.y, sensitive_features=task.train.s)
+        err = _err(task.val.y, est.predict(task.val.X))
+        return Choice(np.nan, np.nan, err, est.predict(task.test.X),
+                      time.perf_counter() - start, est)
+    best, best_state = None, None
     for lr in grid.lrs:
         est = FairLowRankFineTuner(
             backbone=ctx.backbone, max_epochs=grid.max_epochs, lr=lr,
