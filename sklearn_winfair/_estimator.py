@@ -44,12 +44,7 @@ from torch.nn.parameter import is_lazy
 from torch.utils.data import Subset
 
 from ._factorize import factorize_linear, merge_low_rank
-from ._features import (
-    FeatureStore,
-    backbone_fingerprint,
-    extract_head_inputs,
-    row_keys,
-)
+from ._features import extract_head_inputs
 from ._importance import (
     floor_importance,
     group_row_importance,
@@ -58,6 +53,7 @@ from ._importance import (
 )
 from ._inputs import InputData, call_backbone, check_input
 from ._outputs import check_output_spec, find_logits
+from ._store import backbone_fingerprint, cached_features
 from ._training import (
     BatchIterator,
     FloatHead,
@@ -726,19 +722,11 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
 
         if self._feature_key is None:
             return extract(data)
-        store = FeatureStore(check_memory(self.memory).location, self._feature_key)
-        keys = row_keys(data)
-        stored, found = store.lookup(keys)
-        missing = np.flatnonzero(~found)
-        if missing.size == 0:
-            return torch.from_numpy(stored).to(device)
-        new = extract(data if missing.size == len(keys) else data.take(missing))
-        store.add(keys[missing], new.cpu().numpy())
-        if stored is None:
-            return new
-        features = torch.from_numpy(stored).to(device)
-        features[torch.from_numpy(missing).to(device)] = new
-        return features
+        seed = self.random_state if isinstance(self.random_state, Integral) else None
+        return cached_features(
+            check_memory(self.memory).location, self._feature_key, data, extract,
+            purpose="fit" if check else "predict", random_state=seed,
+        )
 
     def _fit(self, data, y_enc, codes, n_groups, n_classes, weights, device, seed):
         lazy = [n for n, p in self.backbone.named_parameters() if is_lazy(p)]
