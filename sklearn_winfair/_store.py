@@ -462,8 +462,9 @@ class FeatureStore:
         Parent folder (``joblib.Memory``'s ``location``).
     key : str
         The backbone's :func:`backbone_fingerprint`.
-    max_bytes : int, default=MAX_BYTES
-        Bound on the folder's size; larger shards are refused.
+    max_bytes : int, default=None
+        Bound on the folder's size (larger shards are refused); ``None``
+        means :data:`MAX_BYTES`.
 
     Examples
     --------
@@ -476,10 +477,10 @@ class FeatureStore:
     [[True, False]]
     """
 
-    def __init__(self, location, key, *, max_bytes=MAX_BYTES):
+    def __init__(self, location, key, *, max_bytes=None):
         self.location = Path(location)
         self.folder = self.location / _ROOT / key
-        self.max_bytes = max_bytes
+        self.max_bytes = MAX_BYTES if max_bytes is None else max_bytes
 
     # ----------------------------------------------------------- reading
     def _check_folder(self):
@@ -826,9 +827,10 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
         kept = []
         for path, matrix, where, hit in hits:
             if matrix.shape[1] != width:
-                _warn(f"Skipped the feature store file {path}: its rows have "
-                      f"{matrix.shape[1]} features, the backbone gives {width}. "
-                      "Its rows are recomputed; delete the file.")
+                _warn_once((str(path), "width", width), (
+                    f"Skipped the feature store file {path}: its rows have "
+                    f"{matrix.shape[1]} features, the backbone gives {width}. "
+                    "Its rows are recomputed; delete the file if it stays."))
                 found &= ~hit
                 continue
             kept.append((path, matrix, where, hit))
