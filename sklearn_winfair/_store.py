@@ -29,7 +29,6 @@ not.
 
 import errno
 import hashlib
-import io
 import marshal
 import os
 import stat
@@ -74,7 +73,7 @@ _MEMBERS = ("keys.npy", "features.npy")
 
 # ------------------------------------------------------------ fingerprints
 def _describe(value, depth=0):
-    """A deterministic, hashable description of a module attribute."""
+    """Describe a module attribute deterministically (hashable)."""
     if depth > 4:
         return ("deep", type(value).__qualname__)
     if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
@@ -122,8 +121,10 @@ def _tensor_bytes(v):
 
 
 def _structure(backbone):
-    """Everything about ``backbone`` that is not its weights: classes, code,
-    plain attributes, ``repr``."""
+    """Describe all of ``backbone`` but its weights.
+
+    Classes, ``forward`` code, plain attributes and ``repr``.
+    """
     parts = [repr(backbone)]
     for name, module in backbone.named_modules():
         cls = type(module)
@@ -175,7 +176,7 @@ def _memo_state(tensors):
 
 
 def _weights_key(backbone):
-    """The weights' digest, memoized while no tensor is replaced or written."""
+    """Return the weights' digest, memoized while no tensor changes."""
     tensors = _tensors(backbone)
     state = _memo_state(tensors)
     with _MEMO_LOCK:
@@ -393,8 +394,10 @@ def _parse_shard(fh, size, max_bytes):
 
 
 def _open_regular(path):
-    """Open ``path`` for reading without following a link or blocking on a
-    pipe; return ``(file object, stat)`` or raise ``_BadShard``."""
+    """Open ``path`` without following a link or blocking on a pipe.
+
+    Returns ``(file object, stat)``; raises ``_BadShard`` if not a regular file.
+    """
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOFOLLOW", 0)
     flags |= getattr(os, "O_BINARY", 0)
     try:
@@ -562,7 +565,7 @@ class FeatureStore:
         return entry
 
     def lookup(self, keys):
-        """Stored rows of ``keys``, per shard that has any.
+        """Find the stored rows of ``keys``, per shard that has any.
 
         Returns
         -------
@@ -712,6 +715,9 @@ def _unlink(path):
 
 
 # ----------------------------------------------------- the estimator's door
+#: Folders whose stored rows failed a check in this process: not used again.
+_UNTRUSTED = set()
+
 def _tolerance(fresh):
     """Relative tolerance for recomputed rows, from the trunk's precision.
 
@@ -730,8 +736,10 @@ def _tolerance(fresh):
 
 
 def _mismatched(stored, fresh):
-    """Rows of ``stored`` (numpy) that differ from ``fresh`` (numpy) beyond
-    the tolerance (relative to each row's largest value)."""
+    """Return the rows of ``stored`` that differ from ``fresh`` (numpy).
+
+    The tolerance is relative to each row's largest value.
+    """
     if stored.shape != fresh.shape:
         return np.ones(len(stored), dtype=bool)
     rtol = _tolerance(torch.from_numpy(fresh))
@@ -760,13 +768,13 @@ def _sample(hits, n_found, rng):
 
 def cached_features(location, fingerprint, data, extract, *, purpose,
                     random_state=None):
-    """Features of every row of ``data``: from the store where verified, else
-    extracted (and stored).
+    """Return the features of every row of ``data``, stored ones verified.
 
     Steps: look the rows up; recompute a random sample of the hits (one per
     shard holding any, then uniformly up to :data:`VERIFY_ROWS`) with
     ``extract`` and compare; on a mismatch warn and extract every row, the
-    store not used (nor written) for this call; extract the missing rows;
+    store not used (nor written) for this call nor, in this process, for
+    any later call with this ``fingerprint``; extract the missing rows;
     write them (a failed write warns at ``purpose="fit"`` and is silent at
     ``purpose="predict"``, so a read-only store works); merge.
 
@@ -812,6 +820,8 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
     if purpose not in ("fit", "predict"):
         raise ValueError(f"purpose must be 'fit' or 'predict'; got {purpose!r}.")
     store = FeatureStore(location, fingerprint)
+    if store.folder in _UNTRUSTED:
+        return extract(data)
     keys = row_keys(data)
     n = len(keys)
     hits = store.lookup(keys)
@@ -850,11 +860,13 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
             _warn(
                 f"{int(bad.sum())} of {int(in_store.sum())} sampled stored rows "
                 f"did not match the live backbone (files {', '.join(names)}): "
-                "another model's features or tampered files. The feature "
-                "store is not used for this call. If the backbone is not "
-                "deterministic (dropout in train mode, say), use memory=None."
+                "another model's features, tampered files, or weights changed "
+                "in place through .data. This process no longer uses the "
+                f"folder {store.folder}. If the backbone is not deterministic "
+                "(dropout in train mode, say), use memory=None."
             )
             forget_fingerprint(fingerprint)
+            _UNTRUSTED.add(store.folder)
             return extract(data)
     # rows neither stored nor in the sample (whose fresh values are known)
     missing = np.flatnonzero(~found)
