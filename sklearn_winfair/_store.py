@@ -27,6 +27,7 @@ See ``docs/user_guide/feature_store.rst`` for what is guaranteed and what is
 not.
 """
 
+import contextvars
 import errno
 import hashlib
 import marshal
@@ -72,6 +73,10 @@ _MEMBERS = ("keys.npy", "features.npy")
 
 
 # ------------------------------------------------------------ fingerprints
+#: id -> (object, description) of the objects described in this call
+_REPRS = contextvars.ContextVar("sklearn_winfair_reprs", default=None)
+
+
 def _describe(value, depth=0):
     """Describe a module attribute deterministically (hashable)."""
     if depth > 4:
@@ -102,8 +107,15 @@ def _describe(value, depth=0):
     if callable(value) and hasattr(value, "__qualname__"):  # builtins, classes
         return ("callable", getattr(value, "__module__", None), value.__qualname__)
     # anything else: its type and repr (an address in the repr makes the key
-    # differ between processes: the store is then not shared, never wrong)
-    return ("object", type(value).__module__, type(value).__qualname__, repr(value))
+    # differ between processes: the store is then not shared, never wrong);
+    # one object held by many submodules (a transformers config) once a call
+    seen = _REPRS.get()
+    if seen is not None and id(value) in seen:
+        return seen[id(value)][1]
+    out = ("object", type(value).__module__, type(value).__qualname__, repr(value))
+    if seen is not None:
+        seen[id(value)] = (value, out)  # keeps value alive: ids stay unique
+    return out
 
 
 def _code_digest(code):
@@ -125,6 +137,14 @@ def _structure(backbone):
 
     Classes, ``forward`` code, plain attributes and ``repr``.
     """
+    token = _REPRS.set({})
+    try:
+        return _structure_parts(backbone)
+    finally:
+        _REPRS.reset(token)
+
+
+def _structure_parts(backbone):
     parts = [repr(backbone)]
     for name, module in backbone.named_modules():
         cls = type(module)
@@ -132,7 +152,7 @@ def _structure(backbone):
         code = getattr(forward, "__code__", None)
         attributes = {
             k: _describe(v) for k, v in vars(module).items()
-            if k not in ("_parameters", "_buffers", "_modules")
+            if k not in ("_parameters", "_buffers", "_modules", "training")
             and not k.endswith("_hooks") and not k.endswith("_hooks_with_kwargs")
             and not k.startswith("_forward_") and not k.startswith("_backward_")
             and not k.startswith("_state_dict") and not k.startswith("_load_state")
@@ -255,7 +275,10 @@ def backbone_fingerprint(backbone, *parts):
     """
     h = hashlib.blake2b(digest_size=32)
     h.update(_weights_key(backbone).encode())
-    h.update(joblib.hash((_structure(backbone), parts)).encode())
+    # repr of nested tuples of str, bytes and numbers is deterministic, and
+    # much faster than joblib's pure-Python pickler on a large model
+    h.update(repr(_structure(backbone)).encode())
+    h.update(joblib.hash(parts).encode())
     key = h.hexdigest()
     _FINGERPRINT_OWNER[key] = id(backbone)
     return key
