@@ -57,8 +57,11 @@ __all__ = [
     "row_keys",
 ]
 
-#: Rows of a call's hits recomputed to check the store (at least one per shard).
+#: Rows recomputed to check shards this process has not checked yet (at least
+#: one per such shard).
 VERIFY_ROWS = 32
+#: Rows recomputed by every call that finds stored rows, checked shards or not.
+SPOT_ROWS = 1
 #: More shards than this in a folder and a writer merges the smallest ones.
 MAX_SHARDS = 16
 #: Shards left after a merge (the largest ones are not rewritten).
@@ -444,8 +447,9 @@ def _cache_put(ident, entry):
         _SHARD_CACHE[ident] = entry
         _cache_bytes += entry[1].nbytes
         while len(_SHARD_CACHE) > 1 and _cache_bytes > _SHARD_CACHE_BYTES:
-            _, old = _SHARD_CACHE.popitem(last=False)
+            ident_old, old = _SHARD_CACHE.popitem(last=False)
             _cache_bytes -= old[1].nbytes
+            _VERIFIED.pop(ident_old, None)
 
 
 def _cache_get(ident):
@@ -499,7 +503,7 @@ class FeatureStore:
     >>> store = FeatureStore(tempfile.mkdtemp(), "backbone")
     >>> keys = np.array([b"a" * 16, b"b" * 16], dtype="S16")
     >>> store.add(keys[:1], np.ones((1, 3), dtype="float32"))
-    >>> [hit.tolist() for _, _, _, hit in store.lookup(keys)]
+    >>> [hit.tolist() for *_, hit in store.lookup(keys)]
     [[True, False]]
     """
 
@@ -592,11 +596,11 @@ class FeatureStore:
 
         Returns
         -------
-        hits : list of (path, features, where, hit)
+        hits : list of (path, identity, features, where, hit)
             For each shard holding a row that no earlier shard holds: its
-            path, its feature matrix, per row of ``keys`` the row of that
-            matrix holding it (``-1``: not from this shard) and the mask
-            ``where >= 0``.
+            path, its identity (path, inode, size, mtime, mode), its feature
+            matrix, per row of ``keys`` the row of that matrix holding it
+            (``-1``: not from this shard) and the mask ``where >= 0``.
         """
         found = np.zeros(len(keys), dtype=bool)
         hits = []
@@ -609,11 +613,12 @@ class FeatureStore:
             where[found] = -1
             hit = where >= 0
             if hit.any():
-                hits.append((path, stored, where))
+                hits.append((path, ident, stored, where))
                 found |= hit
                 if found.all():
                     break
-        return [(path, stored, where, where >= 0) for path, stored, where in hits]
+        return [(path, ident, stored, where, where >= 0)
+                for path, ident, stored, where in hits]
 
     # ----------------------------------------------------------- writing
     def _make_folder(self):
@@ -740,6 +745,10 @@ def _unlink(path):
 # ----------------------------------------------------- the estimator's door
 #: Folders whose stored rows failed a check in this process: not used again.
 _UNTRUSTED = set()
+#: shard identity -> fingerprints it was checked under in this process. Its
+#: rows are then those of the in-process cache, so later changes to the file
+#: are unseen; an entry goes when the cache forgets the shard.
+_VERIFIED = {}
 
 def _tolerance(fresh):
     """Relative tolerance for recomputed rows, from the trunk's precision.
@@ -772,30 +781,37 @@ def _mismatched(stored, fresh):
     return ~(err <= rtol * np.maximum(scale, floor))
 
 
-def _sample(hits, n_found, rng):
-    """Rows to recompute: one per shard, then uniform, VERIFY_ROWS in all."""
-    chosen = []
-    for _, _, _, hit in hits:
-        chosen.append(rng.choice(np.flatnonzero(hit)))
+def _sample(hits, fingerprint, rng):
+    """Rows to recompute, and the shards they check for the first time.
+
+    One row of each shard not yet checked under ``fingerprint`` in this
+    process, then uniform among those shards' rows, :data:`VERIFY_ROWS` in
+    all; when every shard was checked, :data:`SPOT_ROWS` uniform rows.
+    """
+    new = [h for h in hits if fingerprint not in _VERIFIED.get(h[1], ())]
+    pool = new if new else hits
+    mask = np.zeros(len(hits[0][4]), dtype=bool)
+    for h in pool:
+        mask |= h[4]
+    budget = min(int(mask.sum()), VERIFY_ROWS if new else SPOT_ROWS)
+    chosen = [rng.choice(np.flatnonzero(h[4])) for h in new]
     chosen = np.unique(np.asarray(chosen, dtype=np.int64))
-    budget = min(n_found, VERIFY_ROWS) - chosen.size
-    if budget > 0:
-        found = np.zeros(len(hits[0][3]), dtype=bool)
-        for _, _, _, hit in hits:
-            found |= hit
-        found[chosen] = False
-        rest = rng.choice(np.flatnonzero(found), size=budget, replace=False)
-        chosen = np.concatenate([chosen, rest])
-    return np.sort(chosen)
+    mask[chosen] = False
+    rest = budget - chosen.size
+    if rest > 0:
+        chosen = np.concatenate(
+            [chosen, rng.choice(np.flatnonzero(mask), size=rest, replace=False)])
+    return np.sort(chosen), [h[1] for h in new]
 
 
 def cached_features(location, fingerprint, data, extract, *, purpose,
                     random_state=None):
     """Return the features of every row of ``data``, stored ones verified.
 
-    Steps: look the rows up; recompute a random sample of the hits (one per
-    shard holding any, then uniformly up to :data:`VERIFY_ROWS`) with
-    ``extract`` and compare; on a mismatch warn and extract every row, the
+    Steps: look the rows up; recompute a random sample of the hits with
+    ``extract`` and compare (the first time this process reads a shard under
+    ``fingerprint``: one of its rows, then uniformly up to
+    :data:`VERIFY_ROWS`; otherwise :data:`SPOT_ROWS` rows); on a mismatch warn and extract every row, the
     store not used (nor written) for this call nor, in this process, for
     any later call with this ``fingerprint``; extract the missing rows;
     write them (a failed write warns at ``purpose="fit"`` and is silent at
@@ -849,16 +865,16 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
     n = len(keys)
     hits = store.lookup(keys)
     found = np.zeros(n, dtype=bool)
-    for _, _, _, hit in hits:
+    for *_, hit in hits:
         found |= hit
     stored = fresh = sample = None
     if found.any():
         rng = np.random.default_rng(random_state)
-        sample = _sample(hits, int(found.sum()), rng)
+        sample, checked = _sample(hits, fingerprint, rng)
         fresh = extract(data.take(sample))
         width = fresh.shape[1]
         kept = []
-        for path, matrix, where, hit in hits:
+        for path, ident, matrix, where, hit in hits:
             if matrix.shape[1] != width:
                 _warn_once((str(path), "width", width), (
                     f"Skipped the feature store file {path}: its rows have "
@@ -866,11 +882,11 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
                     "Its rows are recomputed; delete the file if it stays."))
                 found &= ~hit
                 continue
-            kept.append((path, matrix, where, hit))
+            kept.append((path, ident, matrix, where, hit))
         hits = kept
         stored = np.zeros((n, width), dtype=np.float32)
         owner = np.full(n, -1)
-        for i, (_, matrix, where, hit) in enumerate(hits):
+        for i, (_, _, matrix, where, hit) in enumerate(hits):
             stored[hit] = matrix[where[hit]]
             owner[hit] = i
         in_store = found[sample]
@@ -891,6 +907,10 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
             forget_fingerprint(fingerprint)
             _UNTRUSTED.add(store.folder)
             return extract(data)
+        with _CACHE_LOCK:
+            for ident in checked:
+                if ident in _SHARD_CACHE:
+                    _VERIFIED.setdefault(ident, set()).add(fingerprint)
     # rows neither stored nor in the sample (whose fresh values are known)
     missing = np.flatnonzero(~found)
     if sample is not None:
@@ -923,5 +943,10 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
     features = torch.from_numpy(stored).to(device)
     if new is not None:
         features[torch.from_numpy(missing).to(device)] = new
-    features[torch.from_numpy(sample).to(device)] = fresh
+    # checked rows keep their stored values (a warm fit equals a cold one bit
+    # for bit); the sample's rows that were not stored take the fresh ones
+    unstored = ~found[sample]
+    if unstored.any():
+        mask = torch.from_numpy(unstored).to(device)
+        features[torch.from_numpy(sample[unstored]).to(device)] = fresh[mask]
     return features

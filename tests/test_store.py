@@ -30,6 +30,7 @@ from sklearn_winfair import FairLowRankFineTuner, _store
 from sklearn_winfair._inputs import InputData
 from sklearn_winfair._store import (
     MAX_SHARDS,
+    SPOT_ROWS,
     VERIFY_ROWS,
     backbone_fingerprint,
     cached_features,
@@ -104,8 +105,8 @@ def _task(n=120, seed=0):
 
 # --------------------------------------------------------------- basics
 def test_hits_are_verified_on_a_sample_and_equal_the_backbone(tmp_path):
-    """A warm call runs the backbone on VERIFY_ROWS rows and returns exactly
-    what a cold call (the backbone on every row) returns."""
+    """The first warm call runs the backbone on VERIFY_ROWS rows, later ones
+    on SPOT_ROWS, and all return exactly what the backbone gives."""
     X = _rows(200)
     extract = Linear()
     cold = _call(tmp_path, X, extract)
@@ -114,10 +115,10 @@ def test_hits_are_verified_on_a_sample_and_equal_the_backbone(tmp_path):
     assert extract.rows == 200 + VERIFY_ROWS
     torch.testing.assert_close(cold, extract.truth(X))
     torch.testing.assert_close(warm, extract.truth(X))
-    # some new rows: only they and the sample run
+    # some new rows: only they and the spot check run (the shard is checked)
     X2 = np.vstack([X[:50], _rows(7, seed=5)])
     mixed = _call(tmp_path, X2, extract)
-    assert extract.rows == 200 + VERIFY_ROWS + 7 + VERIFY_ROWS
+    assert extract.rows == 200 + VERIFY_ROWS + 7 + SPOT_ROWS
     torch.testing.assert_close(mixed, extract.truth(X2))
 
 
@@ -477,6 +478,7 @@ def test_sampling_catches_a_few_tampered_rows_with_the_stated_odds(tmp_path):
     caught = 0
     for seed in range(200):
         _store._UNTRUSTED.clear()  # a caught folder is otherwise left alone
+        _store._VERIFIED.clear()  # each call is the process's first look
         with warnings.catch_warnings(record=True) as record:
             warnings.simplefilter("always")
             _call(tmp_path, X, extract, purpose="predict", seed=seed)
@@ -574,6 +576,22 @@ def test_a_colliding_key_is_caught_by_the_verification(tmp_path, monkeypatch):
         out = _call(tmp_path, X, other)
     torch.testing.assert_close(out, other.truth(X))
     assert other.rows == VERIFY_ROWS + 60
+
+
+def test_a_colliding_model_is_caught_after_the_shard_was_checked(tmp_path):
+    """Once a shard passed its check, each call still recomputes SPOT_ROWS
+    rows: a model forced onto the same key differs on them, and is caught."""
+    X = _rows(60)
+    first = Linear(seed=0)
+    _call(tmp_path, X, first)
+    _call(tmp_path, X, first)  # the shard is checked now
+    first.rows = 0
+    _call(tmp_path, X, first)
+    assert first.rows == SPOT_ROWS
+    other = Linear(seed=1)
+    with pytest.warns(FeatureStoreWarning, match="did not match the live backbone"):
+        out = _call(tmp_path, X, other)
+    torch.testing.assert_close(out, other.truth(X))
 
 
 def test_weights_changed_in_place_change_the_key_and_the_memo_is_cheap():
