@@ -17,8 +17,9 @@ locks:
   :class:`~sklearn_winfair.exceptions.FeatureStoreWarning` naming it, and its
   rows are recomputed; nothing is read before the sizes and dtypes declared
   by its headers are checked, and nothing is unpickled;
-* stored rows are used only after a random sample of them (at least one per
-  shard) is recomputed with the live backbone and matches;
+* stored rows are used only after a random sample of them is recomputed with
+  the live backbone and matches: 32 rows (at least one per shard) the first
+  time this process reads a shard, one row on every later call;
 * ``predict`` never needs to write (a read-only store works); many small
   shards are merged into one, and the oldest shards go when the folder holds
   more than :data:`MAX_BYTES`.
@@ -811,11 +812,13 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
     Steps: look the rows up; recompute a random sample of the hits with
     ``extract`` and compare (the first time this process reads a shard under
     ``fingerprint``: one of its rows, then uniformly up to
-    :data:`VERIFY_ROWS`; otherwise :data:`SPOT_ROWS` rows); on a mismatch warn and extract every row, the
-    store not used (nor written) for this call nor, in this process, for
-    any later call with this ``fingerprint``; extract the missing rows;
-    write them (a failed write warns at ``purpose="fit"`` and is silent at
-    ``purpose="predict"``, so a read-only store works); merge.
+    :data:`VERIFY_ROWS`; otherwise :data:`SPOT_ROWS` rows); on a mismatch
+    warn and extract every row, the store not used (nor written) for this
+    call nor, in this process, for any later call with this
+    ``fingerprint``; extract the missing rows; write them (a failed write
+    warns at ``purpose="fit"`` and is silent at ``purpose="predict"``, so a
+    read-only store works); merge. Stored rows keep their stored values,
+    checked ones included, so a warm call returns what the cold one did.
 
     Parameters
     ----------
@@ -853,8 +856,9 @@ def cached_features(location, fingerprint, data, extract, *, purpose,
     >>> a = cached_features(folder, "key", data, extract, purpose="fit")
     >>> b = cached_features(folder, "key", data, extract, purpose="predict",
     ...                     random_state=0)
-    >>> calls, torch.equal(a, b)  # the second call recomputes 32 rows only
-    ([40, 32], True)
+    >>> c = cached_features(folder, "key", data, extract, purpose="predict")
+    >>> calls, torch.equal(a, b), torch.equal(a, c)  # 32 rows checked, then 1
+    ([40, 32, 1], True, True)
     """
     if purpose not in ("fit", "predict"):
         raise ValueError(f"purpose must be 'fit' or 'predict'; got {purpose!r}.")
