@@ -284,6 +284,8 @@ def backbone_fingerprint(backbone, *parts):
     h.update(repr(_structure(backbone)).encode())
     h.update(joblib.hash(parts).encode())
     key = h.hexdigest()
+    if len(_FINGERPRINT_OWNER) > 4096:
+        _FINGERPRINT_OWNER.clear()
     _FINGERPRINT_OWNER[key] = id(backbone)
     return key
 
