@@ -47,6 +47,7 @@ SCRIPTS = [
     "bench_naive.py",
     "bench_growth.py",
     "bench_dask.py",
+    "bench_store.py",
 ]
 #: Scripts that say nothing about a GPU (Dask here runs CPU workers).
 CPU_ONLY = {"bench_dask.py"}

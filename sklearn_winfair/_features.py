@@ -1,30 +1,16 @@
-"""Frozen features: the head's input, extracted once, and the feature store.
+"""Frozen features: the head's input, extracted once.
 
 Which library does what here: torch runs the frozen trunk without gradients
-and a forward pre-hook on the head captures its input; joblib hashes the
-backbone's content; numpy writes the store's shards.
-
-The feature store (``memory=``) keys features by the backbone's content and
-by **each row's** content, so a ``GridSearchCV`` whose folds and refit see
-overlapping rows runs the backbone once per distinct row over the whole
-search. Each fit adds one shard file (written to a temporary name, then
-renamed), so several processes or Dask workers can share one folder without
-locks.
+and a forward pre-hook on the head captures the head's input. The feature
+store that keeps these features between fits (``memory=``) is in
+:mod:`sklearn_winfair._store`; its names are re-exported here.
 """
 
-import hashlib
-import os
-import uuid
-from collections import OrderedDict
-from pathlib import Path
-
-import joblib
-import numpy as np
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
 from ._outputs import find_logits
+from ._store import FeatureStore, backbone_fingerprint, row_keys
 
 __all__ = [
     "FeatureStore",
@@ -186,144 +172,3 @@ def extract_features(model, head, data, **kwargs):
         out[start : start + len(f)] = f
         start += len(f)
     return out
-
-
-def backbone_fingerprint(backbone, *parts):
-    """Content hash of a backbone's architecture and weights, plus ``parts``.
-
-    joblib's own hash of a torch module changes with every deep copy (its
-    pickle holds storage addresses), so the weights are hashed as arrays.
-
-    Parameters
-    ----------
-    backbone : torch.nn.Module
-        The user's model.
-    *parts : hashable by joblib
-        Whatever else identifies the features (the head's name, say).
-
-    Returns
-    -------
-    key : str
-    """
-    state = []
-    for k, v in backbone.state_dict().items():
-        v = v.detach().cpu()
-        values = v.float() if v.is_floating_point() else v
-        state.append((k, str(v.dtype), values.numpy()))
-    return joblib.hash((repr(backbone), state, parts))
-
-
-def row_keys(data):
-    """Return a 16-byte content hash of every row of ``data`` (an ``InputData``).
-
-    Parameters
-    ----------
-    data : InputData
-        The checked input.
-
-    Returns
-    -------
-    keys : ndarray of shape (n_samples,), dtype S16
-    """
-    tensors = data.tensors()
-    n = len(data)
-    keys = np.empty(n, dtype="S16")
-    step = 4096
-    for start in range(0, n, step):
-        chunks = [
-            np.ascontiguousarray(
-                t[start : start + step].reshape(min(step, n - start), -1).numpy()
-            )
-            for _, t in tensors
-        ]
-        for i in range(len(chunks[0])):
-            h = hashlib.blake2b(digest_size=16)
-            for (name, t), c in zip(tensors, chunks, strict=True):
-                h.update(name.encode())
-                h.update(str(t.dtype).encode())
-                h.update(c[i].tobytes())
-            keys[start + i] = h.digest()
-    return keys
-
-
-#: Shards read in this process, by path: a shard never changes once written, so
-#: the fits of a search (and the scoring of each fold) read each file once.
-_SHARD_CACHE = OrderedDict()
-#: Bytes of features the cache may hold before it forgets the oldest shards.
-_SHARD_CACHE_BYTES = 512 * 2**20
-
-
-def _load_shard(path):
-    """Return ``(pandas.Index of row keys, features)`` of a shard, cached."""
-    key = str(path)
-    if key in _SHARD_CACHE:
-        _SHARD_CACHE.move_to_end(key)
-        return _SHARD_CACHE[key]
-    with np.load(path) as f:
-        entry = (pd.Index(f["keys"]), f["features"])
-    _SHARD_CACHE[key] = entry
-    while len(_SHARD_CACHE) > 1 and sum(
-        v[1].nbytes for v in _SHARD_CACHE.values()
-    ) > _SHARD_CACHE_BYTES:
-        _SHARD_CACHE.popitem(last=False)
-    return entry
-
-
-class FeatureStore:
-    """Features of rows, keyed by row content, in one folder per backbone.
-
-    Parameters
-    ----------
-    location : str or path-like
-        Parent folder (``joblib.Memory``'s ``location``).
-    key : str
-        The backbone's :func:`backbone_fingerprint`.
-
-    Examples
-    --------
-    >>> import numpy as np, tempfile
-    >>> from sklearn_winfair._features import FeatureStore
-    >>> store = FeatureStore(tempfile.mkdtemp(), "backbone")
-    >>> keys = np.array([b"a" * 16, b"b" * 16], dtype="S16")
-    >>> store.add(keys[:1], np.ones((1, 3), dtype="float32"))
-    >>> feats, found = store.lookup(keys)
-    >>> found.tolist()
-    [True, False]
-    """
-
-    def __init__(self, location, key):
-        self.folder = Path(location) / "sklearn_winfair_features" / key
-
-    def _shards(self):
-        if not self.folder.is_dir():
-            return []
-        return sorted(self.folder.glob("*.npz"))
-
-    def lookup(self, keys):
-        """Return ``(features or None, found mask)`` for the rows ``keys``."""
-        found = np.zeros(len(keys), dtype=bool)
-        features = None
-        for shard in self._shards():
-            index, stored = _load_shard(shard)
-            where = index.get_indexer(keys)
-            hit = (where >= 0) & ~found
-            if not hit.any():
-                continue
-            if features is None:
-                features = np.zeros((len(keys), stored.shape[1]), dtype=np.float32)
-            features[hit] = stored[where[hit]]
-            found |= hit
-        return features, found
-
-    def add(self, keys, features):
-        """Write the rows ``keys`` with their ``features`` as a new shard."""
-        if len(keys) == 0:
-            return
-        # identical rows share a key; a shard's index must be unique to be read
-        keys, first = np.unique(np.asarray(keys), return_index=True)
-        features = np.asarray(features)[first]
-        self.folder.mkdir(parents=True, exist_ok=True)
-        name = uuid.uuid4().hex
-        tmp = self.folder / f".{name}.tmp.npz"
-        np.savez(tmp, keys=np.asarray(keys), features=np.asarray(features))
-        os.replace(tmp, self.folder / f"{name}.npz")

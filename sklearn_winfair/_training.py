@@ -337,11 +337,27 @@ class HeadNet(NeuralNetClassifier):
     """
 
     def __init__(self, *args, fairness_penalty=None, penalty_strength=0.0,
-                 num_groups=None, **kwargs):
+                 num_groups=None, finite_loss_check=False, **kwargs):
         super().__init__(*args, **kwargs)
         self.fairness_penalty = fairness_penalty
         self.penalty_strength = penalty_strength
         self.num_groups = num_groups
+        self.finite_loss_check = finite_loss_check
+
+    def _check_finite(self, loss):
+        """L-BFGS evaluates many times in one step: stop at the first NaN/inf."""
+        if bool(torch.isfinite(loss)):
+            return
+        first = not getattr(self, "_evaluated_", False)
+        raise TrainingDivergedError(
+            f"The training loss became {loss.item()} "
+            + ("at L-BFGS's first evaluation, before any update, on finite "
+               "features: the head's logits overflow (pre-trained head weights "
+               "of extreme scale?). Check the head's weights, or use "
+               "head_init='probe'." if first else
+               "during L-BFGS. Check the features for extreme values, or lower "
+               "penalty_strength.")
+        )
 
     @property
     def _default_callbacks(self):
@@ -361,6 +377,9 @@ class HeadNet(NeuralNetClassifier):
             per_row = nn.functional.cross_entropy(y_pred, y_true, reduction="none")
             loss = (per_row * weight).sum() / weight.sum().clamp(min=1e-12)
         if self.fairness_penalty is None or self.penalty_strength == 0:
+            if training and self.finite_loss_check:
+                self._check_finite(loss)
+                self._evaluated_ = True
             return loss
         proba = torch.softmax(y_pred, dim=1)[:, 1]
         groups = X["group"]
@@ -375,7 +394,11 @@ class HeadNet(NeuralNetClassifier):
                 proba, y_true, groups, num_groups=self.num_groups,
                 sample_weight=weight, validate_args=False,
             )
-        return loss + self.penalty_strength * penalty
+        loss = loss + self.penalty_strength * penalty
+        if training and self.finite_loss_check:
+            self._check_finite(loss)
+            self._evaluated_ = True
+        return loss
 
 
 # --------------------------------------------------------------------------
@@ -607,6 +630,7 @@ def make_net(module, est, *, solver, n_classes, n_groups, n_rows, train_split,
         fairness_penalty=est.fairness_penalty,
         penalty_strength=est.penalty_strength,
         num_groups=n_groups,
+        finite_loss_check=solver == "lbfgs",
         **net_params,
     )
 

@@ -4,7 +4,12 @@ Each class also subclasses the builtin (or scikit-learn) class that callers
 would catch without knowing this package, as skorch's exceptions do.
 """
 
-__all__ = ["HeadClassesWarning", "SmallGroupWarning", "TrainingDivergedError"]
+__all__ = [
+    "FeatureStoreWarning",
+    "HeadClassesWarning",
+    "SmallGroupWarning",
+    "TrainingDivergedError",
+]
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -78,4 +83,36 @@ class SmallGroupWarning(UserWarning):
     ...         X, y, sensitive_features=age)
     >>> [w.category.__name__ for w in caught]
     ['SmallGroupWarning']
+    """
+
+
+class FeatureStoreWarning(UserWarning):
+    """Warn that the feature store (``memory=``) skipped a file or a write.
+
+    The message names the file or folder and what was wrong: a damaged,
+    foreign or oversized shard (its rows are recomputed), stored rows that
+    do not match the live backbone (the store is not used for that call), a
+    folder that others can write to, or a write that failed at ``fit``.
+    Results are never affected, only the time saved by the store.
+
+    Examples
+    --------
+    >>> import tempfile, warnings
+    >>> from pathlib import Path
+    >>> import numpy as np, torch
+    >>> from sklearn_winfair import FairLowRankFineTuner
+    >>> from sklearn_winfair.exceptions import FeatureStoreWarning
+    >>> X = np.random.RandomState(0).normal(size=(20, 3)).astype("float32")
+    >>> y = np.arange(20) % 2
+    >>> folder = tempfile.mkdtemp()
+    >>> net = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Linear(3, 2))
+    >>> clf = FairLowRankFineTuner(net, rank=None, max_epochs=1, memory=folder,
+    ...                            head_classes=[0, 1]).fit(X, y)
+    >>> [shard] = Path(folder).glob("sklearn_winfair_features/*/*.npz")
+    >>> _ = (shard.parent / "0000.npz").write_bytes(b"not a shard")
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     _ = clf.predict(X)
+    >>> [w.category.__name__ for w in caught]
+    ['FeatureStoreWarning']
     """

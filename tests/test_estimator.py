@@ -17,6 +17,7 @@ from sklearn_winfair import (
     demographic_parity_gap,
 )
 from sklearn_winfair._factorize import LowRankLinear, weighted_svd
+from sklearn_winfair._store import SPOT_ROWS, VERIFY_ROWS
 from sklearn_winfair.exceptions import HeadClassesWarning, SmallGroupWarning
 
 FAST = dict(max_epochs=5, lr=0.05, batch_size=64, random_state=0)
@@ -351,12 +352,13 @@ def test_memory_shares_features_across_fits(task, tmp_path):
     b = FairLowRankFineTuner(copy.deepcopy(backbone), rank=1, alpha=0.9,
                              memory=str(tmp_path), **FAST)
     b.fit(X, y, sensitive_features=s)
-    assert sum(rows) == len(X)  # the Fisher pass reuses the stored features too
+    # only the check of the stored rows; the Fisher pass reuses them too
+    assert sum(rows) == len(X) + VERIFY_ROWS
     # a fit on some new rows and some stored ones extracts only the new ones
     X2 = np.vstack([X[:50], X[:20] + 1.0])
     c = FairLowRankFineTuner(backbone, rank=1, memory=str(tmp_path), **FAST)
     c.fit(X2, np.r_[y[:50], y[:20]], sensitive_features=np.r_[s[:50], s[:20]])
-    assert sum(rows) == len(X) + 20
+    assert sum(rows) == len(X) + VERIFY_ROWS + 20 + SPOT_ROWS
     ref = FairLowRankFineTuner(backbone, rank=1, alpha=0.9, **FAST)
     ref.fit(X, y, sensitive_features=s)
     np.testing.assert_array_equal(b.predict_proba(X), ref.predict_proba(X))

@@ -19,6 +19,7 @@ from sklearn.preprocessing import FunctionTransformer
 from torch import nn
 
 from sklearn_winfair import FairLowRankFineTuner
+from sklearn_winfair._store import SPOT_ROWS, VERIFY_ROWS
 from sklearn_winfair.metrics import (
     demographic_parity_gap,
     equalized_odds_gap,
@@ -193,7 +194,10 @@ def test_candidates_and_refit_run_the_backbone_once_per_row():
     SEEN["rows"] = 0
     f.fit(X, y, sensitive_features=s)
     assert len(f.front_["candidate"].unique()) == 4
-    assert SEEN["rows"] == len(X)
+    # every row once, plus the feature store's checks of stored rows against
+    # the live backbone (VERIFY_ROWS per shard and process, SPOT_ROWS a call)
+    extra = SEEN["rows"] - len(X)
+    assert 0 <= extra <= 3 * VERIFY_ROWS + 30 * SPOT_ROWS, extra
 
 
 @pytest.mark.parametrize("post", ["none", "shared", "per_group"])
