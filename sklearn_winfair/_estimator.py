@@ -154,7 +154,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         for ``n_iter_no_change`` epochs. ``"auto"``: ``"lbfgs"`` with
         ``cache_features=True`` (and no ``early_stopping`` or
         ``train_split``), ``"adam"`` otherwise.
-    max_iter : int, default=500
+    max_iter : int, default=1000
         L-BFGS iterations at most (``solver="lbfgs"``).
     tol : float, default=1e-4
         Convergence tolerance: of the largest gradient entry for L-BFGS, of
@@ -353,7 +353,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         fairness_penalty=None,
         penalty_strength=1.0,
         solver="auto",
-        max_iter=500,
+        max_iter=1000,
         tol=1e-4,
         max_epochs=10,
         lr=1e-3,

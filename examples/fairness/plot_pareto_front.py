@@ -62,7 +62,8 @@ for _ in range(60):
 # %%
 # Fit every method
 # ----------------
-common = dict(head="1", max_epochs=10, batch_size=128, lr=1e-2, random_state=0)
+common = dict(head="1", solver="adam", max_epochs=10, batch_size=128, lr=1e-2,
+              random_state=0)
 methods = {
     "TL": dict(rank=None),
     "f+SVD": dict(rank=2, importance="uniform"),
