@@ -235,10 +235,12 @@ def _meta_lines(label, run):
 
 #: (title, before file, after file) of each before/after table, in order.
 PAIRS = [
-    ("Results at the issue's sizes (full mode)", "before_full.json",
-     "after_full.json"),
-    ("Quick mode (smaller N, fewer epochs where stated)", "before.json",
-     "after.json"),
+    ("Issues 14-16 (solver, store, layout): quick mode, e1ed9dd (before) and now",
+     "before_e1ed9dd.json", "after.json"),
+    ("Results at the issue's sizes (full mode; issue 8, d32b871 -> fef0512)",
+     "before_full.json", "after_full.json"),
+    ("Quick mode of issue 8 (d32b871 -> fef0512)", "before.json",
+     "after_issue8.json"),
 ]
 
 
@@ -304,8 +306,10 @@ def write_report(path=REPORT):
         "[--quick]`). Each row is measured side by side with its reference in "
         "the same process; the ratio is the row's figure of merit (what it "
         "divides is in the row's name). \"met\" is judged on the after run. "
-        "\"before\" is the baseline commit d32b871, run from a git worktree "
-        "with `PYTHONPATH` pointing at it.",
+        "\"before\" is the baseline commit named in each section's title, run "
+        "from a git worktree with `PYTHONPATH` pointing at it; the current "
+        "scripts run against it (a parameter the old estimator lacks is "
+        "dropped and named in the row's notes).",
         "",
         "These are wall-clock timings on a shared machine: other processes ran "
         "at the same time (see the load averages), so single figures move by "
