@@ -360,3 +360,41 @@ def test_neutral_needs_groups_but_lora_does_not():
         FairLowRankFineTuner(mlp(), target_modules=["2"], **FAST).fit(X, y)
     FairLowRankFineTuner(mlp(), target_modules=["2"], adapter_init="lora",
                          **FAST).fit(X, y)
+
+
+def test_half_precision_trunk_keeps_its_dtype_and_factors_train_in_float32():
+    """A bf16 backbone: residual layers stay bf16, A and B are float32.
+
+    The export is the user's bf16 architecture again, and its predictions
+    agree with the estimator's (which runs the head in float64) on all but
+    near-tie rows.
+    """
+    X, y, s = make_task()
+    backbone = mlp().to(torch.bfloat16)
+    clf = FairLowRankFineTuner(backbone, target_modules=["0", "2"], rank=2,
+                               lr=1e-2, **FAST).fit(X, y, sensitive_features=s)
+    adapter = clf.model_.get_submodule("0")  # the first layer: input dtype rule
+    assert adapter.A.dtype == torch.float32
+    assert adapter.base_layer.weight.dtype == torch.bfloat16
+    exported = clf.export_module()
+    assert {p.dtype for p in exported.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        pred = exported(torch.from_numpy(X).to(torch.bfloat16)).argmax(1).numpy()
+    assert np.mean(pred == clf.predict(X)) >= 0.98
+
+
+def test_early_stopping_with_adapters_stops_on_the_held_out_loss():
+    """early_stopping runs with adapters: it stops before max_epochs on the
+    held-out loss, and the model it keeps is the one exported."""
+    X, y, s = make_task()
+    clf = FairLowRankFineTuner(mlp(), target_modules=["2"], rank=2, lr=0.05,
+                               early_stopping=True, n_iter_no_change=2,
+                               max_epochs=40, batch_size=64, random_state=0)
+    clf.fit(X, y, sensitive_features=s)
+    valid = [h["valid_loss"] for h in clf.net_.history]
+    assert len(valid) < 40  # stopped early
+    best = int(np.argmin(valid))
+    assert clf.net_.history[best]["valid_loss_best"]
+    proba = clf.predict_proba(X)
+    exported = clf.export_module()
+    np.testing.assert_allclose(_pretrained_proba(exported, X), proba, atol=1e-5)
