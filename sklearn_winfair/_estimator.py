@@ -83,6 +83,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     are the square roots of each group's empirical Fisher importance, mixed
     so that no group's importance dominates (Zhang & Zhou, 2024). Only the
     new layers are trained, through skorch; everything else stays frozen.
+    With ``target_modules``, the same weighted SVD splits layers inside the
+    backbone into a frozen residual and a trainable low-rank adapter, and
+    the head trains in full beside them (:ref:`adapters`).
 
     Read more in the :ref:`User Guide <method>` and, for backbones and input
     formats, :ref:`backbones`.
@@ -462,7 +465,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, *, sensitive_features=None, sample_weight=None):
-        """Fit the new low-rank head on the frozen backbone's features.
+        """Fit the new low-rank head (and the adapters of ``target_modules``).
 
         Parameters
         ----------
