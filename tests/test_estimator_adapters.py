@@ -398,3 +398,23 @@ def test_early_stopping_with_adapters_stops_on_the_held_out_loss():
     proba = clf.predict_proba(X)
     exported = clf.export_module()
     np.testing.assert_allclose(_pretrained_proba(exported, X), proba, atol=1e-5)
+
+
+def test_fairness_frontier_over_an_estimator_with_adapters():
+    """FairFrontierCV fits adapter candidates beside TL (the head alone).
+
+    Its TL candidate (``importances`` holding None) sets ``rank=None``, which
+    with ``target_modules`` would be an error: the frontier drops the
+    adapters there, as TL means.
+    """
+    from sklearn_winfair.model_selection import FairFrontierCV
+
+    X, y, s = make_task(n=300)
+    est = FairLowRankFineTuner(mlp(), target_modules=["2"], rank=2, **FAST)
+    front = FairFrontierCV(est, importances=["neutral", None],
+                           penalty_strengths=[0.0], n_bootstrap=20,
+                           random_state=0).fit(X, y, sensitive_features=s)
+    assert set(front.front_["importance"]) == {"OURS", "TL"}
+    expected = [] if front.best_params_.get("rank", 2) is None else ["2"]
+    assert front.best_estimator_.adapted_layers_ == expected
+    assert front.predict(X, sensitive_features=s).shape == (len(y),)
