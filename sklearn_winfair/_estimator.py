@@ -643,8 +643,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     def _summary(self, seconds):
         """One line saying what was fitted (printed with ``verbose >= 1``)."""
         ranks = ", ".join(f"{k}: {v}" for k, v in self.ranks_.items()) or "none"
+        what = "adapter ranks" if self.adapted_layers_ else "ranks"
         return (
-            f"{type(self).__name__}: head {self.head_name_!r}, ranks {{{ranks}}}, "
+            f"{type(self).__name__}: head {self.head_name_!r}, {what} {{{ranks}}}, "
             f"{self.n_trainable_params_} trainable parameters, solver "
             f"{self.solver_!r}, {self.n_iter_} "
             f"{'iterations' if self.solver_ == 'lbfgs' else 'epochs'}, "

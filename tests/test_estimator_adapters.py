@@ -352,6 +352,20 @@ def test_errors_say_what_is_wrong(params, error, match):
         FairLowRankFineTuner(mlp(), **kw).fit(X, y, sensitive_features=s)
 
 
+def test_target_modules_errors_come_before_any_forward_pass():
+    """A bad target_modules fails without running the backbone once."""
+    X, y, s = make_task(n=40)
+    backbone = mlp()
+    calls = []
+    backbone.register_forward_pre_hook(lambda module, args: calls.append(1))
+    for params in ({"target_modules": ["nope"]}, {"target_modules": ["4"]},
+                   {"target_modules": ["2"], "rank": None},
+                   {"target_modules": ["2"], "solver": "lbfgs"}):
+        with pytest.raises(ValueError, match="target_modules"):
+            FairLowRankFineTuner(backbone, **params).fit(X, y, sensitive_features=s)
+    assert calls == []
+
+
 def test_neutral_needs_groups_but_lora_does_not():
     """Groups are needed where the neutral importance is used, and only there."""
     X, y, _ = make_task(n=40)
