@@ -225,14 +225,18 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         Compute the frozen features once per fit (in batches, without
         gradients) and train the head on them. ``False`` runs the frozen
         backbone at each training step instead, for data that do not fit in
-        memory (``head_init="probe"`` still collects them once).
+        memory (``head_init="probe"`` still collects them once). Not used
+        with ``target_modules`` (the whole model runs at each step).
     memory : str, joblib.Memory or None, default=None
         A folder (or a :class:`joblib.Memory`'s location) for a feature
         store: features keyed by the backbone's content and each row's
         content, so every fit of a ``GridSearchCV`` (any parameter, every
         fold and the refit) runs the backbone once per distinct row. Shared
         safely by processes and Dask workers that see the same folder.
-        Used with ``cache_features=True``; ``None`` caches within a fit only.
+        Used with ``cache_features=True`` and ``target_modules=None`` (with
+        adapters the features change as they train, so the store, which
+        would hold the pre-adaptation ones, is not used); ``None`` caches
+        within a fit only.
     device : str or torch.device, default="cpu"
         Torch device for the backbone and the head; checked at the start of
         ``fit``.
