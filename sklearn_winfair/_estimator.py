@@ -22,6 +22,7 @@ import copy
 import time
 from numbers import Integral, Real
 
+import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -30,9 +31,10 @@ from skorch.helper import predefined_split
 from torch import nn
 
 from . import _repr
+from ._adapters import inject_adapters, inner_group_fisher, merge_adapters
 from ._factorize import factorize_linear
 from ._features import extract_features, extract_head_inputs
-from ._importance import layer_importances
+from ._importance import layer_importances, mix_importances
 from ._inputs import InputData, check_input
 from ._layers import (
     FloatHead,
@@ -63,6 +65,7 @@ from ._validation import (
     check_fit,
     check_params,
     check_random_seed,
+    check_target_modules,
     group_mix,
 )
 
@@ -80,6 +83,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     are the square roots of each group's empirical Fisher importance, mixed
     so that no group's importance dominates (Zhang & Zhou, 2024). Only the
     new layers are trained, through skorch; everything else stays frozen.
+    With ``target_modules``, the same weighted SVD splits layers inside the
+    backbone into a frozen residual and a trainable low-rank adapter, and
+    the head trains in full beside them (:ref:`adapters`).
 
     Read more in the :ref:`User Guide <method>` and, for backbones and input
     formats, :ref:`backbones`.
@@ -98,13 +104,41 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         several ``nn.Linear`` layers (an MLP head) has each layer factorized
         with its own importance. The head's output must be the backbone's
         logits.
+    target_modules : str, list of str or None, default=None
+        Layers of the backbone that get a low-rank adapter, by peft's word
+        and rule: a list of names, each matching every module whose
+        qualified name equals it or ends with ``"." + name``, or a ``str``
+        regular expression that must match the whole qualified name.
+        ``nn.Linear``, ``nn.Conv2d`` (``groups=1``, zero padding) and
+        transformers' ``Conv1D`` can take one. Each matched layer's weight
+        is split ``W = W_res + A B`` with ``A B`` of rank ``min(rank, d,
+        k)`` (see ``adapter_init``), ``W_res`` frozen; ``A``, ``B`` and the
+        head (trained in full, *not* factorized, whatever ``rank``) train,
+        through the whole model in mini-batches (``solver="auto"`` is
+        ``"adam"``; ``"lbfgs"`` is an error). The frozen features change
+        with the adapters, so neither ``cache_features`` nor ``memory`` is
+        used for such a fit. ``None``: the head alone, as described above.
+        Read more in :ref:`adapters`.
+    adapter_init : {"svd", "lora"}, default="svd"
+        How the adapters of ``target_modules`` start (ignored without).
+        ``"svd"``: ``A B`` is the rank-``r`` truncation of the
+        importance-weighted SVD of ``W`` (paper Eq. 4,
+        ``diag(ihat) W = U S V^T``, ``A = diag(ihat)^{-1} U_r S_r``,
+        ``B = V_r^T``), with ``ihat`` from ``importance``: ``"uniform"`` is
+        PiSSA, ``"fisher"`` an FWSVD-initialized adapter, ``"neutral"`` the
+        method, the per-group Fisher of each layer coming from per-sample
+        gradients of the whole model's loss on the training rows.
+        ``"lora"``: peft's default LoRA (``A`` Kaiming-uniform, ``B = 0``,
+        ``W_res = W``); ``importance`` is then not used. Either way the
+        model at initialization computes what the pre-trained one does.
     rank : int or None, default=4
         Rank kept by the weighted SVD: each head layer is factorized at
         ``min(rank, in_features, out_features)``. At full rank the
         factorization is exact at initialization and only changes how the
         head is parametrized in training (the paper's 20 -> 2 head at rank
         2). ``None``: no factorization, plain fine-tuning of the head (the
-        paper's TL baseline).
+        paper's TL baseline). With ``target_modules``: the adapters'
+        rank (``None`` is then an error).
     alpha : float in [0, 1], default=0.5
         Neutralization weight with two groups:
         ``Ihat_N = alpha * Ihat_g0 + (1 - alpha) * Ihat_g1`` where ``g0`` is the
@@ -191,14 +225,18 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         Compute the frozen features once per fit (in batches, without
         gradients) and train the head on them. ``False`` runs the frozen
         backbone at each training step instead, for data that do not fit in
-        memory (``head_init="probe"`` still collects them once).
+        memory (``head_init="probe"`` still collects them once). Not used
+        with ``target_modules`` (the whole model runs at each step).
     memory : str, joblib.Memory or None, default=None
         A folder (or a :class:`joblib.Memory`'s location) for a feature
         store: features keyed by the backbone's content and each row's
         content, so every fit of a ``GridSearchCV`` (any parameter, every
         fold and the refit) runs the backbone once per distinct row. Shared
         safely by processes and Dask workers that see the same folder.
-        Used with ``cache_features=True``; ``None`` caches within a fit only.
+        Used with ``cache_features=True`` and ``target_modules=None`` (with
+        adapters the features change as they train, so the store, which
+        would hold the pre-adaptation ones, is not used); ``None`` caches
+        within a fit only.
     device : str or torch.device, default="cpu"
         Torch device for the backbone and the head; checked at the start of
         ``fit``.
@@ -231,7 +269,11 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     head_name_ : str
         Qualified name of the head in the backbone.
     factorized_layers_ : list of str
-        Qualified names of the ``nn.Linear`` layers that were factorized.
+        Qualified names of the ``nn.Linear`` layers that were factorized
+        (with ``target_modules``: the adapted layers).
+    adapted_layers_ : list of str
+        Qualified names of the layers that got an adapter (``[]`` without
+        ``target_modules``).
     ranks_ : dict of str to int
         Rank used for each factorized layer, ``min(rank, in, out)``.
     rank_ : int or None
@@ -249,7 +291,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     neutral_importance_ : dict of str to ndarray of shape (d,) or None
         Diagonal of ``Ihat_N`` (``importance="neutral"`` only).
     n_trainable_params_ : int
-        Number of parameters trained.
+        Number of parameters trained (with ``target_modules``: the
+        adapters' ``A`` and ``B`` plus the whole head).
     cast_integers_ : bool
         Whether integer ``X`` is cast to the trunk's float dtype (one batch
         at a time), because the backbone's first batch rejected integers
@@ -263,7 +306,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         The skorch net that trained the head (its history, callbacks and
         optimizer; one epoch for L-BFGS); its ``module_`` is the head alone.
     model_ : torch.nn.Module
-        Frozen trunk with the new head; see :meth:`export_module`.
+        Frozen trunk with the new head (and the trained adapters, as
+        ``LowRankAdapter`` layers); see :meth:`export_module`.
 
     See Also
     --------
@@ -306,6 +350,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     _parameter_constraints = {
         "backbone": [nn.Module],
         "head": [str, None],
+        "target_modules": [list, tuple, str, None],
+        "adapter_init": [StrOptions({"svd", "lora"})],
         "rank": [Interval(Integral, 1, None, closed="left"), None],
         "alpha": [Interval(Real, 0, 1, closed="both")],
         "importance": [StrOptions({"neutral", "fisher", "uniform"})],
@@ -343,6 +389,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         backbone,
         *,
         head=None,
+        target_modules=None,
+        adapter_init="svd",
         rank=4,
         alpha=0.5,
         importance="neutral",
@@ -373,6 +421,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     ):
         self.backbone = backbone
         self.head = head
+        self.target_modules = target_modules
+        self.adapter_init = adapter_init
         self.rank = rank
         self.alpha = alpha
         self.importance = importance
@@ -419,7 +469,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     # ------------------------------------------------------------------ fit
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, *, sensitive_features=None, sample_weight=None):
-        """Fit the new low-rank head on the frozen backbone's features.
+        """Fit the new low-rank head (and the adapters of ``target_modules``).
 
         Parameters
         ----------
@@ -466,8 +516,10 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         device = check_device(self.device)
         check_params(self, RESERVED_NET_PARAMS)
         fd, head_name = check_fit(self, X, y, sensitive_features, sample_weight)
+        adapted = check_target_modules(self, head_name)
+        cached = self.cache_features and not adapted  # adapters change the features
         solver = resolve_solver(
-            self.solver, cached=self.cache_features,
+            self.solver, cached=cached,
             early_stopping=self.early_stopping, train_split=self.train_split,
         )
         rng = FitGenerator(check_random_seed(self.random_state))
@@ -482,13 +534,13 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
 
         # 3. the frozen features (the head's input), once, or per batch later
         store = None
-        if self.cache_features and check_memory(self.memory).location is not None:
+        if cached and check_memory(self.memory).location is not None:
             store = (check_memory(self.memory).location,
                      backbone_fingerprint(self.backbone, head_name))
         extract = _Extractor(self, model, head, device, trunk_dtype)
         features = (
             extract.all(fd.X, store, purpose="fit", seed=rng.child_seed(1))
-            if self.cache_features else None
+            if cached else None
         )
 
         # 4. a new task's output layer: the probe on the frozen features
@@ -501,10 +553,16 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             model = replace_submodule(model, head_name, head)
             extract = _Extractor(self, model, head, device, trunk_dtype)
 
-        # 5. importances and the weighted SVD, every layer at min(rank, in, out)
-        to_factorize = names if self.rank is not None else []
-        ihats, group_rows = {}, None
-        if to_factorize:
+        # 5. importances and the weighted SVD, every layer at min(rank, in, out):
+        # of the head's layers, or of the adapted layers (the head then in full)
+        to_factorize = names if self.rank is not None and not adapted else []
+        ihats, group_rows, n_adapter_params = {}, None, 0
+        if adapted:
+            model, info, ihats, group_rows = _inject(
+                self, model, head, adapted, extract, fd, (y_t, codes_t, w_t), rng)
+            ranks, errors = info["ranks"], info["truncation_error"]
+            n_adapter_params = info["n_trainable"]
+        elif to_factorize:
             source = features
             if source is None:
                 source = extract.batches(fd, y_t, codes_t, w_t)
@@ -514,13 +572,18 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 work, to_factorize, self.importance, source, y_t, codes_t,
                 fd.n_groups, sample_weight=w_t, mix=mix, batch_size=self.batch_size,
             )
-        new_head, ranks, errors = _factorize_head(work, to_factorize, ihats, self.rank)
+        if not adapted:
+            new_head, ranks, errors = _factorize_head(work, to_factorize, ihats,
+                                                      self.rank)
+        else:
+            new_head = work
 
         # 6. train the new head
         new_head.requires_grad_(True)
         placed = new_head if trunk_dtype == torch.float32 else FloatHead(new_head)
         model = replace_submodule(model, head_name, placed)
         n_params = int(sum(p.numel() for p in new_head.parameters()))
+        n_params += n_adapter_params
         extra = {"group": codes_t} if self.fairness_penalty is not None else {}
         if w_t is not None:
             extra["sample_weight"] = w_t.float()
@@ -553,7 +616,12 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.cast_integers_ = fd.X.cast_integers
         self._head_dtype = head_dtype
         self._feature_key = store
-        qualified = {n: ".".join(p for p in (head_name, n) if p) for n in names}
+        self._trunk_dtype = trunk_dtype
+        if adapted:  # already qualified names of the backbone
+            qualified = {n: n for n in adapted}
+            to_factorize = adapted
+        else:
+            qualified = {n: ".".join(p for p in (head_name, n) if p) for n in names}
         self.ranks_ = {qualified[n]: r for n, r in ranks.items()}
         self.truncation_error_ = {qualified[n]: e for n, e in errors.items()}
         self.importance_ = {qualified[n]: v for n, v in ihats.items()}
@@ -563,9 +631,11 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         )
         self.neutral_importance_ = (
             dict(self.importance_)
-            if to_factorize and self.importance == "neutral" else None
+            if to_factorize and self.importance == "neutral"
+            and not (adapted and self.adapter_init == "lora") else None
         )
         self.factorized_layers_ = [qualified[n] for n in to_factorize]
+        self.adapted_layers_ = list(adapted)
         self.rank_ = max(self.ranks_.values()) if self.ranks_ else None
         self.n_trainable_params_ = n_params
         self.solver_, self.n_iter_ = solver, n_iter
@@ -577,8 +647,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     def _summary(self, seconds):
         """One line saying what was fitted (printed with ``verbose >= 1``)."""
         ranks = ", ".join(f"{k}: {v}" for k, v in self.ranks_.items()) or "none"
+        what = "adapter ranks" if self.adapted_layers_ else "ranks"
         return (
-            f"{type(self).__name__}: head {self.head_name_!r}, ranks {{{ranks}}}, "
+            f"{type(self).__name__}: head {self.head_name_!r}, {what} {{{ranks}}}, "
             f"{self.n_trainable_params_} trainable parameters, solver "
             f"{self.solver_!r}, {self.n_iter_} "
             f"{'iterations' if self.solver_ == 'lbfgs' else 'epochs'}, "
@@ -594,7 +665,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         device = torch.device(self.device)
         self.model_.eval()
         head = self.model_.get_submodule(self.head_name_)
-        extract = _Extractor(self, self.model_, head, device, float_dtype(self.model_))
+        trunk_dtype = getattr(self, "_trunk_dtype", None) or float_dtype(self.model_)
+        extract = _Extractor(self, self.model_, head, device, trunk_dtype)
         # the trunk's features (from the feature store for rows it has seen,
         # e.g. a grid search's validation folds), then the head alone, in
         # float64: the fitted head is the last step of forward (checked in
@@ -722,6 +794,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         module = copy.deepcopy(self.model_)
         if merge:
+            if getattr(self, "adapted_layers_", None):
+                module = merge_adapters(module)  # W_res + A B, the layer's own type
             head = module.get_submodule(self.head_name_)
             merged = merge_layers(head, dtype=getattr(self, "_head_dtype", None))
             module = replace_submodule(module, self.head_name_, merged)
@@ -747,6 +821,50 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             device = next(head.parameters()).device
             model = freeze(copy.deepcopy(self.backbone).to(device))
             self.model_ = freeze(replace_submodule(model, self.head_name_, head))
+
+
+def _inject(est, model, head, names, extract, fd, tensors, rng):
+    """Put a low-rank adapter on each layer of ``names`` (``target_modules``).
+
+    The per-group Fisher of every layer (``inner_group_fisher``, per-sample
+    gradients of the whole model's loss on the training rows, weighted by
+    the scaled ``sample_weight``) is mixed into ``ihat`` by the head's rule
+    (``mix_importances``); ``"uniform"`` and ``adapter_init="lora"`` need
+    none. Returns ``(adapted model, inject_adapters' info, {name: ihat},
+    {name: I_s} or None)``.
+    """
+    y_t, codes_t, w_t = tensors
+    device, dtype = extract.device, extract.dtype
+    # one batch with the head-is-last check (predict runs the head alone on
+    # the trunk's features); it also settles whether integer X is cast
+    first = extract_head_inputs(model, head, fd.X, batch_size=est.batch_size,
+                                device=device, float_dtype=dtype, output=est.output,
+                                check_output=True)
+    check_finite_features(next(first), est.batch_size)
+    first.close()
+    svd = est.adapter_init == "svd"
+    init = est.importance if svd else "lora"
+    ihats, rows = None, None
+    if svd and est.importance != "uniform":
+        step = est.batch_size
+        batches = (
+            (fd.X.batch(i, i + step, device, dtype), y_t[i : i + step],
+             codes_t[i : i + step], None if w_t is None else w_t[i : i + step])
+            for i in range(0, len(fd.y), step)
+        )
+        rows = inner_group_fisher(model, names, batches, fd.n_groups,
+                                  output=est.output)
+        mix = (group_mix(fd.groups, est.alpha, est.group_weights)
+               if est.importance == "neutral" else None)
+        ihats = mix_importances(rows, est.importance, codes_t, fd.n_groups,
+                                sample_weight=w_t, mix=mix)
+    adapted, info = inject_adapters(
+        model, names, est.rank, ihats, init, dtype=torch.float32,
+        random_state=rng.child_seed(3),
+    )
+    if ihats is None:  # ones: the importance the SVD used (none for LoRA)
+        ihats = {n: np.ones(adapted.get_submodule(n).A.shape[0]) for n in names}
+    return adapted, info, ihats, rows
 
 
 def _factorize_head(head, names, ihats, rank):

@@ -329,14 +329,60 @@ def layer_importances(head, names, importance, source, y, codes, n_groups, *,
         sample_weight=sample_weight,
     )
     rows = {n: rows[n] for n in names}
+    return mix_importances(rows, importance, codes, n_groups,
+                           sample_weight=sample_weight, mix=mix), rows
+
+
+def mix_importances(group_rows, importance, codes, n_groups, *, sample_weight=None,
+                    mix=None):
+    """Mix per-group row importances into each layer's diagonal ``ihat``.
+
+    Shared by the head (:func:`layer_importances`) and the inner layers'
+    adapters (the estimator with ``target_modules``), so both use one rule.
+
+    Parameters
+    ----------
+    group_rows : dict of str to ndarray of shape (n_groups, d_layer)
+        Raw ``I_s`` per layer (:func:`group_row_importance` or
+        :func:`~sklearn_winfair._adapters.inner_group_fisher`).
+    importance : {"neutral", "fisher"}
+        ``"fisher"``: the pooled Fisher ``sqrt(sum_s n_s I_s / n)`` with
+        ``n_s`` the (weighted) row count of group ``s`` (FWSVD);
+        ``"neutral"``: ``sum_s mix_s sqrt(I_s)`` (the paper's ``Ihat_N``).
+    codes : torch.Tensor of shape (n_samples,)
+        Group code of each row (zeros without groups).
+    n_groups : int
+    sample_weight : torch.Tensor of shape (n_samples,) or None, default=None
+    mix : ndarray of shape (n_groups,) or None, default=None
+        Group weights of ``Ihat_N`` (``"neutral"`` only).
+
+    Returns
+    -------
+    ihats : dict of str to ndarray of shape (d_layer,)
+        Strictly positive (:func:`floor_importance`).
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> from sklearn_winfair._importance import mix_importances
+    >>> rows = {"0": np.array([[4.0, 1.0], [0.0, 1.0]])}
+    >>> codes = torch.tensor([0, 0, 0, 1])  # 3 rows of group 0, 1 of group 1
+    >>> mix_importances(rows, "fisher", codes, 2)["0"]
+    array([1.73205081, 1.        ])
+    >>> mix_importances(rows, "neutral", codes, 2, mix=np.array([0.5, 0.5]))["0"]
+    array([1., 1.])
+    """
     if importance == "fisher":
         # pooled Fisher = (weighted) row-count-weighted mean of the groups'
         counts = np.bincount(
             codes.cpu().numpy(), minlength=n_groups,
             weights=None if sample_weight is None else sample_weight.cpu().numpy(),
         ).astype(float)
-        pooled = {n: (counts / counts.sum()) @ r for n, r in rows.items()}
-        ihats = {n: floor_importance(np.sqrt(v)) for n, v in pooled.items()}
-    else:
-        ihats = {n: neutral_importance(r, mix) for n, r in rows.items()}
-    return ihats, rows
+        pooled = {n: (counts / counts.sum()) @ r for n, r in group_rows.items()}
+        return {n: floor_importance(np.sqrt(v)) for n, v in pooled.items()}
+    if importance == "neutral":
+        return {n: neutral_importance(r, mix) for n, r in group_rows.items()}
+    raise ValueError(
+        f"importance must be 'neutral' or 'fisher' to mix group importances, "
+        f"got {importance!r} (use ones for 'uniform')."
+    )

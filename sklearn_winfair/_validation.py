@@ -27,6 +27,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, _check_y
 from torch import nn
 
+from ._adapters import match_target_modules
 from ._inputs import InputData, check_input
 from ._layers import check_not_lazy, linear_layer_names, resolve_head
 from ._outputs import check_output_spec
@@ -426,10 +427,70 @@ def warn_label_order(classes, head_classes, head_init):
         )
 
 
+def uses_group_importance(est):
+    """Whether the fit mixes per-group importances (``importance="neutral"``).
+
+    Not with ``rank=None`` (nothing factorized) nor with
+    ``target_modules`` and ``adapter_init="lora"`` (the adapters start from
+    peft's LoRA init and the head trains in full: no importance is used).
+    """
+    lora = (getattr(est, "target_modules", None) is not None
+            and getattr(est, "adapter_init", "svd") == "lora")
+    return est.rank is not None and est.importance == "neutral" and not lora
+
+
+def check_target_modules(est, head_name):
+    """Resolve ``est.target_modules`` on the user's backbone; no forward pass.
+
+    Returns
+    -------
+    names : list of str
+        Qualified names of the layers that get an adapter (``[]`` for
+        ``target_modules=None``: the head alone).
+
+    Raises
+    ------
+    ValueError
+        With ``rank=None`` (an adapter needs a rank), ``solver="lbfgs"``
+        (the layers above the lowest adapter run at every step, so there
+        are no cached features for a full-batch solver), a name that
+        matches nothing or a layer that cannot take an adapter
+        (:func:`~sklearn_winfair._adapters.match_target_modules`'s own
+        messages), or a match inside the head (it trains in full).
+    """
+    targets = est.target_modules
+    if targets is None:
+        return []
+    if est.rank is None:
+        raise ValueError(
+            f"target_modules={targets!r} puts a low-rank adapter on each "
+            "matched layer, which needs a rank, but rank=None. Give a rank "
+            "(e.g. rank=4), or target_modules=None to fine-tune the head alone."
+        )
+    if est.solver == "lbfgs":
+        raise ValueError(
+            f"solver='lbfgs' trains on cached features in full batches, but "
+            f"with target_modules={targets!r} the layers above the lowest "
+            "adapter run at every step, so there are no features to cache. "
+            "Use solver='adam' (what 'auto' picks) or 'sgd'."
+        )
+    names = match_target_modules(est.backbone, targets)
+    inside = [n for n in names
+              if not head_name or n == head_name or n.startswith(head_name + ".")]
+    if inside:
+        raise ValueError(
+            f"target_modules={targets!r} matched {inside}, which is the head "
+            f"{head_name!r} or inside it; with target_modules the head trains "
+            "in full (no adapter). Leave the head's layers out of "
+            "target_modules, or choose another head with head=..."
+        )
+    return names
+
+
 def group_reasons(est):
     """Return what needs ``sensitive_features`` here (a phrase, or "")."""
     reasons = []
-    if est.rank is not None and est.importance == "neutral":
+    if uses_group_importance(est):
         reasons.append("importance='neutral'")
     if est.fairness_penalty is not None:
         reasons.append(f"fairness_penalty={est.fairness_penalty!r}")
@@ -452,7 +513,7 @@ def check_groups(est, sensitive_features, y_enc, classes):
         )
     if reason:
         warn_small_groups(groups, classes, codes, y_enc, reason)
-    uses_alpha = est.rank is not None and est.importance == "neutral"
+    uses_alpha = uses_group_importance(est)
     if uses_alpha and est.alpha != 0.5 and est.group_weights is not None:
         raise ValueError(
             f"alpha={est.alpha} and group_weights are both set; they say the "

@@ -427,6 +427,8 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     "estimator")
             elif imp is None:
                 base, label = {"rank": None}, "TL"
+                if "target_modules" in own:  # TL: the head alone, no adapters
+                    base["target_modules"] = None
             else:
                 base, label = {"importance": imp}, _FAMILY[imp]
                 if own.get("rank") is None:  # an importance needs a factorization
@@ -462,6 +464,8 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         est = clone(self.estimator).set_params(
             memory=memory, head_init="probe", rank=None, fairness_penalty=None,
             head_classes=None)
+        if "target_modules" in est.get_params():  # a probe on the frozen trunk
+            est.set_params(target_modules=None)
         return est.fit(_take(X, rows), codes[rows])
 
     @staticmethod
@@ -812,6 +816,14 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             _fold_bias(head, offsets[0])
             return module
         if self.group_estimator_ is not None:
+            if getattr(self.best_estimator_, "adapted_layers_", None):
+                raise ValueError(
+                    "The chosen model has adapters inside its trunk "
+                    f"({self.best_estimator_.adapted_layers_}), so the group "
+                    "head, fitted on the frozen trunk's features, cannot share "
+                    "its trunk in one module. Use predict(X), or "
+                    "groups_at_predict='given'."
+                )
             group_head = self.group_estimator_.export_module().get_submodule(
                 self.group_estimator_.head_name_)
             new = _InferredGroupShift(head, group_head, offsets)
