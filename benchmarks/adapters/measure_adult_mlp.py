@@ -46,8 +46,8 @@ import torch
 
 from sklearn_winfair._adapters import inject_adapters, inner_group_fisher
 from sklearn_winfair._importance import floor_importance, neutral_importance
-from sklearn_winfair.benchmark._data import make_adult_paper_task, make_adult_tasks
-from sklearn_winfair.benchmark._pretrain import (
+from sklearn_winfair.reproduction._data import make_adult_paper_task, make_adult_tasks
+from sklearn_winfair.reproduction._pretrain import (
     build_mlp,
     build_paper_mlp,
     n_params,
