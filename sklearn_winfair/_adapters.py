@@ -34,9 +34,12 @@ from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from ._factorize import truncation_error, weighted_svd
+from ._features import check_finite_features, extract_head_inputs
+from ._importance import mix_importances
 from ._outputs import find_logits
 
 __all__ = [
+    "adapt_for_fit",
     "ADAPTER_INITS",
     "LowRankAdapter",
     "adaptable_layer_names",
@@ -912,3 +915,46 @@ def to_peft(model, *, adapter_name="default"):
             lora_A.weight.copy_(A_t.to(lora_A.weight.dtype))
             lora_B.weight.copy_(B_t.to(lora_B.weight.dtype))
     return peft_model
+
+
+def adapt_for_fit(est, model, head, names, extract, fd, tensors, rng, mix):
+    """Put a low-rank adapter on each layer of ``names`` (``target_modules``).
+
+    The per-group Fisher of every layer (``inner_group_fisher``, per-sample
+    gradients of the whole model's loss on the training rows, weighted by
+    the scaled ``sample_weight``) is mixed into ``ihat`` by the head's rule
+    (``mix_importances``); ``"uniform"`` and ``adapter_init="lora"`` need
+    none; ``mix`` is the groups' weights of ``Ihat_N`` (``"neutral"``).
+    Returns ``(adapted model, inject_adapters' info, {name: ihat},
+    {name: I_s} or None)``.
+    """
+    y_t, codes_t, w_t = tensors
+    device, dtype = extract.device, extract.dtype
+    # one batch with the head-is-last check (predict runs the head alone on
+    # the trunk's features); it also settles whether integer X is cast
+    first = extract_head_inputs(model, head, fd.X, batch_size=est.batch_size,
+                                device=device, float_dtype=dtype, output=est.output,
+                                check_output=True)
+    check_finite_features(next(first), est.batch_size)
+    first.close()
+    svd = est.adapter_init == "svd"
+    init = est.importance if svd else "lora"
+    ihats, rows = None, None
+    if svd and est.importance != "uniform":
+        step = est.batch_size
+        batches = (
+            (fd.X.batch(i, i + step, device, dtype), y_t[i : i + step],
+             codes_t[i : i + step], None if w_t is None else w_t[i : i + step])
+            for i in range(0, len(fd.y), step)
+        )
+        rows = inner_group_fisher(model, names, batches, fd.n_groups,
+                                  output=est.output)
+        ihats = mix_importances(rows, est.importance, codes_t, fd.n_groups,
+                                sample_weight=w_t, mix=mix)
+    adapted, info = inject_adapters(
+        model, names, est.rank, ihats, init, dtype=torch.float32,
+        random_state=rng.child_seed(3),
+    )
+    if ihats is None:  # ones: the importance the SVD used (none for LoRA)
+        ihats = {n: np.ones(adapted.get_submodule(n).A.shape[0]) for n in names}
+    return adapted, info, ihats, rows

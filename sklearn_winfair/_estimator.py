@@ -22,7 +22,6 @@ import copy
 import time
 from numbers import Integral, Real
 
-import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
@@ -31,11 +30,11 @@ from skorch.helper import predefined_split
 from torch import nn
 
 from . import _repr
-from ._adapters import inject_adapters, inner_group_fisher, merge_adapters
-from ._factorize import factorize_linear
-from ._features import extract_features, extract_head_inputs
-from ._importance import layer_importances, mix_importances
-from ._inputs import InputData, check_input
+from ._adapters import adapt_for_fit, merge_adapters
+from ._factorize import factorize_head
+from ._features import FeatureExtractor
+from ._importance import layer_importances
+from ._inputs import check_input
 from ._layers import (
     FloatHead,
     float_dtype,
@@ -46,7 +45,7 @@ from ._layers import (
     same_state_outside,
     unwrap,
 )
-from ._store import backbone_fingerprint, cached_features
+from ._store import backbone_fingerprint
 from ._training import (
     RESERVED_NET_PARAMS,
     FitGenerator,
@@ -537,7 +536,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         if cached and check_memory(self.memory).location is not None:
             store = (check_memory(self.memory).location,
                      backbone_fingerprint(self.backbone, head_name))
-        extract = _Extractor(self, model, head, device, trunk_dtype)
+        extract = FeatureExtractor(self, model, head, device, trunk_dtype)
         features = (
             extract.all(fd.X, store, purpose="fit", seed=rng.child_seed(1))
             if cached else None
@@ -551,15 +550,19 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                              fd.raw_sample_weight, device)
             head = copy.deepcopy(work).to(head_dtype)  # the trunk's own head too
             model = replace_submodule(model, head_name, head)
-            extract = _Extractor(self, model, head, device, trunk_dtype)
+            extract = FeatureExtractor(self, model, head, device, trunk_dtype)
 
         # 5. importances and the weighted SVD, every layer at min(rank, in, out):
         # of the head's layers, or of the adapted layers (the head then in full)
         to_factorize = names if self.rank is not None and not adapted else []
         ihats, group_rows, n_adapter_params = {}, None, 0
         if adapted:
-            model, info, ihats, group_rows = _inject(
-                self, model, head, adapted, extract, fd, (y_t, codes_t, w_t), rng)
+            mix = (group_mix(fd.groups, self.alpha, self.group_weights)
+                   if self.importance == "neutral" and fd.groups is not None
+                   else None)
+            model, info, ihats, group_rows = adapt_for_fit(
+                self, model, head, adapted, extract, fd, (y_t, codes_t, w_t), rng,
+                mix)
             ranks, errors = info["ranks"], info["truncation_error"]
             n_adapter_params = info["n_trainable"]
         elif to_factorize:
@@ -573,7 +576,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
                 fd.n_groups, sample_weight=w_t, mix=mix, batch_size=self.batch_size,
             )
         if not adapted:
-            new_head, ranks, errors = _factorize_head(work, to_factorize, ihats,
+            new_head, ranks, errors = factorize_head(work, to_factorize, ihats,
                                                       self.rank)
         else:
             new_head = work
@@ -666,7 +669,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         self.model_.eval()
         head = self.model_.get_submodule(self.head_name_)
         trunk_dtype = getattr(self, "_trunk_dtype", None) or float_dtype(self.model_)
-        extract = _Extractor(self, self.model_, head, device, trunk_dtype)
+        extract = FeatureExtractor(self, self.model_, head, device, trunk_dtype)
         # the trunk's features (from the feature store for rows it has seen,
         # e.g. a grid search's validation folds), then the head alone, in
         # float64: the fitted head is the last step of forward (checked in
@@ -821,143 +824,3 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
             device = next(head.parameters()).device
             model = freeze(copy.deepcopy(self.backbone).to(device))
             self.model_ = freeze(replace_submodule(model, self.head_name_, head))
-
-
-def _inject(est, model, head, names, extract, fd, tensors, rng):
-    """Put a low-rank adapter on each layer of ``names`` (``target_modules``).
-
-    The per-group Fisher of every layer (``inner_group_fisher``, per-sample
-    gradients of the whole model's loss on the training rows, weighted by
-    the scaled ``sample_weight``) is mixed into ``ihat`` by the head's rule
-    (``mix_importances``); ``"uniform"`` and ``adapter_init="lora"`` need
-    none. Returns ``(adapted model, inject_adapters' info, {name: ihat},
-    {name: I_s} or None)``.
-    """
-    y_t, codes_t, w_t = tensors
-    device, dtype = extract.device, extract.dtype
-    # one batch with the head-is-last check (predict runs the head alone on
-    # the trunk's features); it also settles whether integer X is cast
-    first = extract_head_inputs(model, head, fd.X, batch_size=est.batch_size,
-                                device=device, float_dtype=dtype, output=est.output,
-                                check_output=True)
-    check_finite_features(next(first), est.batch_size)
-    first.close()
-    svd = est.adapter_init == "svd"
-    init = est.importance if svd else "lora"
-    ihats, rows = None, None
-    if svd and est.importance != "uniform":
-        step = est.batch_size
-        batches = (
-            (fd.X.batch(i, i + step, device, dtype), y_t[i : i + step],
-             codes_t[i : i + step], None if w_t is None else w_t[i : i + step])
-            for i in range(0, len(fd.y), step)
-        )
-        rows = inner_group_fisher(model, names, batches, fd.n_groups,
-                                  output=est.output)
-        mix = (group_mix(fd.groups, est.alpha, est.group_weights)
-               if est.importance == "neutral" else None)
-        ihats = mix_importances(rows, est.importance, codes_t, fd.n_groups,
-                                sample_weight=w_t, mix=mix)
-    adapted, info = inject_adapters(
-        model, names, est.rank, ihats, init, dtype=torch.float32,
-        random_state=rng.child_seed(3),
-    )
-    if ihats is None:  # ones: the importance the SVD used (none for LoRA)
-        ihats = {n: np.ones(adapted.get_submodule(n).A.shape[0]) for n in names}
-    return adapted, info, ihats, rows
-
-
-def _factorize_head(head, names, ihats, rank):
-    """Copy ``head`` with each layer of ``names`` factorized by weighted SVD.
-
-    Returns ``(new_head, {name: rank}, {name: truncation error})``.
-    """
-    new_head, ranks, errors = copy.deepcopy(head), {}, {}
-    for name in names:
-        layer = head.get_submodule(name) if name else head
-        r = min(rank, layer.in_features, layer.out_features)
-        low_rank, errors[name] = factorize_linear(layer, ihats[name], r)
-        new_head = replace_submodule(new_head, name, low_rank)
-        ranks[name] = r
-    return new_head, ranks, errors
-
-
-def check_finite_features(features, batch_size, offset=0):
-    """Raise a ValueError naming the rows and batches where the trunk gave NaN/inf."""
-    finite = torch.isfinite(features.reshape(len(features), -1)).all(dim=1)
-    if bool(finite.all()):
-        return
-    bad = torch.nonzero(~finite).flatten().cpu() + offset
-    batches = sorted({int(i) // batch_size for i in bad[:1000]})
-    raise ValueError(
-        f"The backbone produced non-finite values (NaN or inf) in its features "
-        f"(the head's input) for {len(bad)} rows, first in batch {batches[0]} "
-        f"(batch_size={batch_size}; rows {bad[:10].tolist()}). The head cannot "
-        "be trained on them: check those rows of X, or the backbone's "
-        "numerics (an overflow in float16?)."
-    )
-
-
-class _Extractor:
-    """The frozen model's forward passes for one fit or predict: features, logits.
-
-    Holds what every pass needs (the model, its head, the device and dtype,
-    the estimator's ``batch_size``, ``output`` and ``verbose``), so the
-    steps of ``fit`` call one method each.
-    """
-
-    def __init__(self, est, model, head, device, trunk_dtype):
-        self.model, self.head = model, head
-        self.device, self.dtype = device, trunk_dtype
-        self.batch_size, self.output = est.batch_size, est.output
-        self.verbose = est.verbose > 0
-
-    def _kwargs(self, check, desc="frozen features"):
-        return dict(
-            batch_size=self.batch_size, device=self.device, float_dtype=self.dtype,
-            output=self.output, check_output=check, verbose=self.verbose, desc=desc,
-        )
-
-    def rows(self, data, check=True):
-        """Features of ``data`` (an InputData), computed by the backbone."""
-        features = extract_features(self.model, self.head, data,
-                                    **self._kwargs(check))
-        check_finite_features(features, self.batch_size)
-        return features
-
-    def all(self, data, store, *, purpose, seed, check=True):
-        """Features of every row: from the feature store when there is one."""
-        if store is None:
-            return self.rows(data, check)
-        features = cached_features(
-            store[0], store[1], data, lambda rows: self.rows(rows, check),
-            purpose=purpose, random_state=seed,
-        )
-        return features.to(self.device)
-
-    def batches(self, fd, y_t, codes_t, w_t):
-        """Uncached ``(features, y, codes, weights)`` batches (for the Fisher)."""
-        step = self.batch_size
-        starts = range(0, len(fd.y), step)
-        feats = extract_head_inputs(self.model, self.head, fd.X,
-                                    **self._kwargs(False, desc="Fisher"))
-        for f, i in zip(feats, starts, strict=True):
-            yield (f, y_t[i : i + len(f)], codes_t[i : i + len(f)],
-                   None if w_t is None else w_t[i : i + len(f)])
-
-    @torch.no_grad()
-    def layer_inputs(self, work, last_name, features, data):
-        """Return the input of ``work``'s layer ``last_name`` on every row (probe)."""
-        last = work.get_submodule(last_name) if last_name else work
-        if features is not None:
-            sources = [features]
-        else:
-            sources = extract_head_inputs(self.model, self.head, data,
-                                          **self._kwargs(True, desc="probe"))
-        return torch.cat([
-            torch.cat(list(extract_head_inputs(
-                work, last, InputData(f), batch_size=self.batch_size,
-                device=self.device, float_dtype=torch.float32, check_output=False,
-            )))
-            for f in sources
-        ])

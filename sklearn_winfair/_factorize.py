@@ -6,12 +6,14 @@ when the rank is far below the layer's size.
 """
 
 
+import copy
+
 import numpy as np
 import torch
 from torch import nn
 from torch.nn.utils import skip_init
 
-from ._layers import merge_layers
+from ._layers import merge_layers, replace_submodule
 
 #: The randomized SVD is used when ``min(d, k)`` is at least this ...
 LOWRANK_MIN_SIZE = 256
@@ -264,3 +266,18 @@ def merge_low_rank(module, dtype=None):
     )
     """
     return merge_layers(module, dtype)
+
+
+def factorize_head(head, names, ihats, rank):
+    """Return a copy of ``head`` with each layer of ``names`` factorized (weighted SVD).
+
+    Returns ``(new_head, {name: rank}, {name: truncation error})``.
+    """
+    new_head, ranks, errors = copy.deepcopy(head), {}, {}
+    for name in names:
+        layer = head.get_submodule(name) if name else head
+        r = min(rank, layer.in_features, layer.out_features)
+        low_rank, errors[name] = factorize_linear(layer, ihats[name], r)
+        new_head = replace_submodule(new_head, name, low_rank)
+        ranks[name] = r
+    return new_head, ranks, errors

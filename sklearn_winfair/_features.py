@@ -9,11 +9,14 @@ store that keeps these features between fits (``memory=``) is in
 import torch
 from tqdm.auto import tqdm
 
+from ._inputs import InputData
 from ._outputs import find_logits
-from ._store import FeatureStore, backbone_fingerprint, row_keys
+from ._store import FeatureStore, backbone_fingerprint, cached_features, row_keys
 
 __all__ = [
+    "FeatureExtractor",
     "FeatureStore",
+    "check_finite_features",
     "backbone_fingerprint",
     "extract_features",
     "extract_head_inputs",
@@ -172,3 +175,86 @@ def extract_features(model, head, data, **kwargs):
         out[start : start + len(f)] = f
         start += len(f)
     return out
+
+
+def check_finite_features(features, batch_size, offset=0):
+    """Raise a ValueError naming the rows and batches where the trunk gave NaN/inf."""
+    finite = torch.isfinite(features.reshape(len(features), -1)).all(dim=1)
+    if bool(finite.all()):
+        return
+    bad = torch.nonzero(~finite).flatten().cpu() + offset
+    batches = sorted({int(i) // batch_size for i in bad[:1000]})
+    raise ValueError(
+        f"The backbone produced non-finite values (NaN or inf) in its features "
+        f"(the head's input) for {len(bad)} rows, first in batch {batches[0]} "
+        f"(batch_size={batch_size}; rows {bad[:10].tolist()}). The head cannot "
+        "be trained on them: check those rows of X, or the backbone's "
+        "numerics (an overflow in float16?)."
+    )
+
+
+class FeatureExtractor:
+    """The frozen model's forward passes for one fit or predict.
+
+    Holds what every pass needs (the model, its head, the device and dtype,
+    the estimator's ``batch_size``, ``output`` and ``verbose``), so each step
+    of the estimator's ``fit`` calls one method: every row's features (from
+    the feature store when there is one), uncached batches for the Fisher,
+    or the input of a layer of the head for the probe.
+    """
+
+    def __init__(self, est, model, head, device, trunk_dtype):
+        self.model, self.head = model, head
+        self.device, self.dtype = device, trunk_dtype
+        self.batch_size, self.output = est.batch_size, est.output
+        self.verbose = est.verbose > 0
+
+    def _kwargs(self, check, desc="frozen features"):
+        return dict(
+            batch_size=self.batch_size, device=self.device, float_dtype=self.dtype,
+            output=self.output, check_output=check, verbose=self.verbose, desc=desc,
+        )
+
+    def rows(self, data, check=True):
+        """Features of ``data`` (an InputData), computed by the backbone."""
+        features = extract_features(self.model, self.head, data,
+                                    **self._kwargs(check))
+        check_finite_features(features, self.batch_size)
+        return features
+
+    def all(self, data, store, *, purpose, seed, check=True):
+        """Features of every row: from the feature store when there is one."""
+        if store is None:
+            return self.rows(data, check)
+        features = cached_features(
+            store[0], store[1], data, lambda rows: self.rows(rows, check),
+            purpose=purpose, random_state=seed,
+        )
+        return features.to(self.device)
+
+    def batches(self, fd, y_t, codes_t, w_t):
+        """Uncached ``(features, y, codes, weights)`` batches (for the Fisher)."""
+        step = self.batch_size
+        starts = range(0, len(fd.y), step)
+        feats = extract_head_inputs(self.model, self.head, fd.X,
+                                    **self._kwargs(False, desc="Fisher"))
+        for f, i in zip(feats, starts, strict=True):
+            yield (f, y_t[i : i + len(f)], codes_t[i : i + len(f)],
+                   None if w_t is None else w_t[i : i + len(f)])
+
+    @torch.no_grad()
+    def layer_inputs(self, work, last_name, features, data):
+        """Return the input of ``work``'s layer ``last_name`` on every row (probe)."""
+        last = work.get_submodule(last_name) if last_name else work
+        if features is not None:
+            sources = [features]
+        else:
+            sources = extract_head_inputs(self.model, self.head, data,
+                                          **self._kwargs(True, desc="probe"))
+        return torch.cat([
+            torch.cat(list(extract_head_inputs(
+                work, last, InputData(f), batch_size=self.batch_size,
+                device=self.device, float_dtype=torch.float32, check_output=False,
+            )))
+            for f in sources
+        ])
