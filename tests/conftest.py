@@ -137,3 +137,75 @@ class DropoutClassifierNet(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.features(x))
+
+
+# shared by test_backbones, test_inputs, test_layers and test_outputs
+def tiny_bert(num_labels=2, seed=0):
+    """A 1-layer BertForSequenceClassification (stands in for from_pretrained)."""
+    import transformers
+
+    torch.manual_seed(seed)
+    config = transformers.BertConfig(
+        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+        intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
+    )
+    return transformers.BertForSequenceClassification(config)
+
+
+def text_task(n=96, seed=0):
+    rng = np.random.RandomState(seed)
+    ids = rng.randint(1, 100, size=(n, 10)).astype(np.int64)
+    mask = np.ones_like(ids)
+    mask[:, 8:] = rng.randint(0, 2, size=(n, 2))
+    y = (ids[:, 0] > 50).astype(int)
+    s = np.where(rng.uniform(size=n) < 0.5 + 0.3 * y, "f", "m")
+    return {"input_ids": ids, "attention_mask": mask}, y, s
+
+
+class BagOfIds(nn.Module):
+    """An EmbeddingBag text model; ids are hashed so huge ids stay small."""
+
+    def __init__(self, buckets=97):
+        super().__init__()
+        self.buckets = buckets
+        self.bag = nn.EmbeddingBag(buckets, 8, mode="mean")
+        self.fc = nn.Linear(8, 2)
+
+    def forward(self, ids):
+        return self.fc(self.bag(ids % self.buckets))
+
+
+def image_task(n=64, size=8, dtype=np.float32, seed=0):
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(0, 1, size=(n, 3, size, size))
+    y = (X[:, 0].mean(axis=(1, 2)) > 0.5).astype(int)
+    s = rng.choice(["a", "b"], size=n)
+    if dtype == np.uint8:
+        X = (X * 255).astype(np.uint8)
+    return X.astype(dtype), y, s
+
+
+class _Wrapped(nn.Module):
+    """Return the logits of an MLP wrapped in another output format."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.body = mlp_backbone()
+        self.kind = kind
+
+    def forward(self, x):
+        logits = self.body(x)
+        features = self.body[:2](x)
+        if self.kind == "tuple":
+            return logits, features
+        if self.kind == "tuple_second":
+            return features, logits
+        if self.kind == "dict":
+            return {"logits": logits, "features": features}
+        if self.kind == "scores":
+            return {"scores": logits}
+        if self.kind == "model_output":
+            from transformers.modeling_outputs import SequenceClassifierOutput
+
+            return SequenceClassifierOutput(logits=logits)
+        return object()

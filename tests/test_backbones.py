@@ -13,8 +13,15 @@ import numpy as np
 import pytest
 import sklearn
 import torch
-import transformers
-from conftest import DropoutClassifierNet, TinyResNet, make_task, mlp_backbone
+from conftest import (
+    DropoutClassifierNet,
+    TinyResNet,
+    image_task,
+    make_task,
+    mlp_backbone,
+    text_task,
+    tiny_bert,
+)
 from sklearn.model_selection import GridSearchCV
 from skorch.helper import SliceDict
 from torch import nn
@@ -28,24 +35,6 @@ FAST = dict(max_epochs=3, batch_size=32, random_state=0)
 
 
 # --------------------------------------------------------------- text models
-def tiny_bert(num_labels=2, seed=0):
-    """A 1-layer BertForSequenceClassification (stands in for from_pretrained)."""
-    torch.manual_seed(seed)
-    config = transformers.BertConfig(
-        vocab_size=100, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-        intermediate_size=32, max_position_embeddings=32, num_labels=num_labels,
-    )
-    return transformers.BertForSequenceClassification(config)
-
-
-def text_task(n=96, seed=0):
-    rng = np.random.RandomState(seed)
-    ids = rng.randint(1, 100, size=(n, 10)).astype(np.int64)
-    mask = np.ones_like(ids)
-    mask[:, 8:] = rng.randint(0, 2, size=(n, 2))
-    y = (ids[:, 0] > 50).astype(int)
-    s = np.where(rng.uniform(size=n) < 0.5 + 0.3 * y, "f", "m")
-    return {"input_ids": ids, "attention_mask": mask}, y, s
 
 
 def test_bert_with_dict_input_fits_and_predicts():
@@ -87,28 +76,7 @@ def test_bert_probe_head_for_three_string_classes():
     assert set(clf.predict(X)) <= {"neg", "neu", "pos"}
 
 
-class BagOfIds(nn.Module):
-    """An EmbeddingBag text model; ids are hashed so huge ids stay small."""
-
-    def __init__(self, buckets=97):
-        super().__init__()
-        self.buckets = buckets
-        self.bag = nn.EmbeddingBag(buckets, 8, mode="mean")
-        self.fc = nn.Linear(8, 2)
-
-    def forward(self, ids):
-        return self.fc(self.bag(ids % self.buckets))
-
-
 # ------------------------------------------------------------- image models
-def image_task(n=64, size=8, dtype=np.float32, seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.uniform(0, 1, size=(n, 3, size, size))
-    y = (X[:, 0].mean(axis=(1, 2)) > 0.5).astype(int)
-    s = rng.choice(["a", "b"], size=n)
-    if dtype == np.uint8:
-        X = (X * 255).astype(np.uint8)
-    return X.astype(dtype), y, s
 
 
 def test_resnet_style_cnn_with_fc_head_on_uint8_images():
@@ -147,28 +115,6 @@ def _rss_anon_mib():
 
 
 # ------------------------------------------------------- output formats
-class _Wrapped(nn.Module):
-    """Return the logits of an MLP wrapped in another output format."""
-
-    def __init__(self, kind):
-        super().__init__()
-        self.body = mlp_backbone()
-        self.kind = kind
-
-    def forward(self, x):
-        logits = self.body(x)
-        features = self.body[:2](x)
-        if self.kind == "tuple":
-            return logits, features
-        if self.kind == "tuple_second":
-            return features, logits
-        if self.kind == "dict":
-            return {"logits": logits, "features": features}
-        if self.kind == "scores":
-            return {"scores": logits}
-        if self.kind == "model_output":
-            return transformers.modeling_outputs.SequenceClassifierOutput(logits=logits)
-        return object()
 
 
 # ------------------------------------------------------- mixed precision

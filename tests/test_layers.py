@@ -4,7 +4,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import TinyResNet, mlp_backbone
+from conftest import TinyResNet, image_task, mlp_backbone
 from torch import nn
 
 from sklearn_winfair import (
@@ -56,14 +56,6 @@ def test_trunk_is_frozen_and_caller_backbone_untouched(task):
 
 
 # ------------------------------------------------------------- image models
-def image_task(n=64, size=8, dtype=np.float32, seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.uniform(0, 1, size=(n, 3, size, size))
-    y = (X[:, 0].mean(axis=(1, 2)) > 0.5).astype(int)
-    s = rng.choice(["a", "b"], size=n)
-    if dtype == np.uint8:
-        X = (X * 255).astype(np.uint8)
-    return X.astype(dtype), y, s
 
 
 def test_mistyped_head_suggests_the_closest_names():

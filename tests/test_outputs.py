@@ -3,9 +3,7 @@
 
 import numpy as np
 import pytest
-import transformers
-from conftest import mlp_backbone
-from torch import nn
+from conftest import _Wrapped, mlp_backbone
 
 from sklearn_winfair import FairLowRankFineTuner
 
@@ -16,28 +14,6 @@ FAST = dict(max_epochs=3, batch_size=32, random_state=0)
 
 
 # ------------------------------------------------------- output formats
-class _Wrapped(nn.Module):
-    """Return the logits of an MLP wrapped in another output format."""
-
-    def __init__(self, kind):
-        super().__init__()
-        self.body = mlp_backbone()
-        self.kind = kind
-
-    def forward(self, x):
-        logits = self.body(x)
-        features = self.body[:2](x)
-        if self.kind == "tuple":
-            return logits, features
-        if self.kind == "tuple_second":
-            return features, logits
-        if self.kind == "dict":
-            return {"logits": logits, "features": features}
-        if self.kind == "scores":
-            return {"scores": logits}
-        if self.kind == "model_output":
-            return transformers.modeling_outputs.SequenceClassifierOutput(logits=logits)
-        return object()
 
 
 @pytest.mark.parametrize(
