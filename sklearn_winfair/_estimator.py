@@ -184,9 +184,10 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         after ``max_iter`` iterations. ``"adam"`` (the ``optimizer`` class) and
         ``"sgd"``: mini-batches of ``batch_size`` for ``max_epochs`` epochs,
         stopping early when the training loss has not improved by ``tol``
-        for ``n_iter_no_change`` epochs. ``"auto"``: ``"lbfgs"`` with
-        ``cache_features=True`` (and no ``early_stopping`` or
-        ``train_split``), ``"adam"`` otherwise.
+        for ``n_iter_no_change`` epochs. ``"auto"``: ``"lbfgs"`` for a head
+        of one linear layer with ``cache_features=True`` (and no
+        ``early_stopping`` or ``train_split``), ``"adam"`` otherwise (a head
+        of several layers is non-convex; L-BFGS ran it to ``max_iter``).
     max_iter : int, default=1000
         L-BFGS iterations at most (``solver="lbfgs"``).
     tol : float, default=1e-4
@@ -520,6 +521,7 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         solver = resolve_solver(
             self.solver, cached=cached,
             early_stopping=self.early_stopping, train_split=self.train_split,
+            n_head_layers=len(linear_layer_names(self.backbone.get_submodule(head_name))),
         )
         rng = FitGenerator(check_random_seed(self.random_state))
 

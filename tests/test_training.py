@@ -6,7 +6,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from conftest import make_task, mlp_backbone
+from conftest import make_task, mlp_backbone, mlp_head_backbone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from skorch.callbacks import Callback
@@ -79,6 +79,20 @@ def test_solver_validation_names_the_conflict():
     auto = FairLowRankFineTuner(mlp_backbone(), rank=None, early_stopping=True,
                                 max_epochs=2, random_state=0).fit(X, y)
     assert auto.solver_ == "adam"
+
+
+def test_auto_takes_adam_for_a_head_of_several_layers():
+    """'auto' is L-BFGS for a one-layer head, Adam for a 16-8-3 head (non-convex).
+
+    An explicit solver="lbfgs" still runs L-BFGS on the 2-layer head.
+    """
+    X, y, _ = make_task(n=120, n_classes=3)
+    one = FairLowRankFineTuner(mlp_backbone(n_out=3), rank=None).fit(X, y)
+    two = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=None,
+                               max_epochs=2, random_state=0).fit(X, y)
+    forced = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=None,
+                                  solver="lbfgs", max_iter=5).fit(X, y)
+    assert (one.solver_, two.solver_, forced.solver_) == ("lbfgs", "adam", "lbfgs")
 
 
 @pytest.mark.parametrize("solver", ["lbfgs", "adam", "sgd"])
