@@ -90,8 +90,9 @@ def test_auto_takes_adam_for_a_head_of_several_layers():
     one = FairLowRankFineTuner(mlp_backbone(n_out=3), rank=None).fit(X, y)
     two = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=None,
                                max_epochs=2, random_state=0).fit(X, y)
-    forced = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=None,
-                                  solver="lbfgs", max_iter=5).fit(X, y)
+    with pytest.warns(ConvergenceWarning):
+        forced = FairLowRankFineTuner(mlp_head_backbone(), head="1", rank=None,
+                                      solver="lbfgs", max_iter=5).fit(X, y)
     assert (one.solver_, two.solver_, forced.solver_) == ("lbfgs", "adam", "lbfgs")
 
 
