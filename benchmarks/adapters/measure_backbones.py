@@ -37,7 +37,9 @@ same for all methods; not tuned): Adam, ``--lr``, ``--batch-size``,
 ``--epochs`` epochs, the training-loss stopping rule off
 (``n_iter_no_change`` above ``max_epochs``), backbone in eval mode
 (batch-norm statistics frozen, no dropout), each also with the
-equalized-odds penalty at strength ``--strength`` (suffix ``+EO``):
+equalized-odds penalty at strength ``--strength`` (suffix ``+EO``; with
+``--penalty demographic_parity`` the DP penalty, suffix ``+DP``;
+``--skip-plain`` runs only the penalized fits):
 
 * ``TL``: the head ``FairLowRankFineTuner(rank=None)`` (trunk frozen);
 * ``FT``: whole-model fine-tuning, every parameter, a plain torch loop
@@ -83,6 +85,7 @@ HERE = Path(__file__).parent
 ADAPTERS = {"LoRA": ("uniform", "lora"), "PiSSA": ("uniform", "svd"),
             "FWSVD": ("fisher", "svd"), "OURS": ("neutral", "svd")}
 ORDER = ["pre-trained", "TL", "FT", *ADAPTERS]
+SUFFIX = {"none": "", "equalized_odds": "+EO", "demographic_parity": "+DP"}
 
 
 # ------------------------------------------------------------------ data
@@ -241,12 +244,12 @@ def run_seed(seed, args):
                          seconds=seconds, n_trainable=n_trainable,
                          truncation_error=trunc, err=m["err"], dp=m["dp_gap"],
                          eo=m["eo_gap"]))
-        print(f"  seed {seed} {method}{'+EO' if penalty else ''}: "
+        print(f"  seed {seed} {method}{SUFFIX[penalty or 'none']}: "
               f"Err {m['err']:.2f} DP {m['dp_gap']:.3f} EO {m['eo_gap']:.3f} "
               f"{seconds:.1f} s", flush=True)
 
     record("pre-trained", None, predict_model(model, Xt), 0.0, 0)
-    for penalty in (None, args.penalty):
+    for penalty in ((() if args.skip_plain else (None,)) + (args.penalty,)):
         pen = dict(fairness_penalty=penalty, penalty_strength=args.strength) \
             if penalty else {}
         t0 = time.perf_counter()
@@ -285,12 +288,15 @@ def _pd(v):
 
 def summarize(df, header):
     df = df.copy()
-    df["label"] = df.method + np.where(df.penalty == "none", "", "+EO")
+    df["label"] = df.method + df.penalty.map(SUFFIX)
+    pen = [SUFFIX[p] for p in ("equalized_odds", "demographic_parity")
+           if p in set(df.penalty)]
     lines = [header, "", "Mean ± std over seeds (test part).", "",
              "| method | Err | ΔDP | ΔEO | trainable | s/fit | trunc. err |",
              "|---|---|---|---|---|---|---|"]
     labels = [m for m in ORDER if m in set(df.label)]
-    labels += [f"{m}+EO" for m in ORDER if f"{m}+EO" in set(df.label)]
+    labels += [f"{m}{x}" for x in pen for m in ORDER
+               if f"{m}{x}" in set(df.label)]
     for label in labels:
         part = df[df.label == label]
         lines.append(
@@ -305,12 +311,12 @@ def summarize(df, header):
               "difference; ΔErr in points of Err):", "",
               "| contrast | ΔErr | ΔΔDP | ΔΔEO |", "|---|---|---|---|"]
     contrasts = []
-    for suffix in ("", "+EO"):
+    for suffix in ("", *pen):
         contrasts += [(f"OURS{suffix}", f"{ref}{suffix}")
                       for ref in ("PiSSA", "LoRA", "FWSVD")]
         contrasts += [(f"{m}{suffix}", f"TL{suffix}")
                       for m in ("FT", *ADAPTERS)]
-    contrasts += [(f"{m}+EO", m) for m in ("TL", "FT", *ADAPTERS)]
+    contrasts += [(f"{m}{x}", m) for x in pen for m in ("TL", "FT", *ADAPTERS)]
     for a, b in contrasts:
         if a not in labels or b not in labels:
             continue
@@ -336,6 +342,9 @@ def main():
     parser.add_argument("--n-test", type=int, default=None)
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--summarize", action="store_true")
+    parser.add_argument("--skip-plain", action="store_true",
+                        help="only the penalized fits (and the pre-trained "
+                        "row)")
     args = parser.parse_args()
     defaults = {"images": (10_000, 3_000, 2_000), "text": (20_000, 3_000, 4_000)}
     for name, value in zip(("n_pre", "n_train", "n_test"),
@@ -348,7 +357,8 @@ def main():
     header = (f"Setting {args.setting!r}: {args.n_pre} pre-training, "
               f"{args.n_train} train and {args.n_test} test rows; adapters at "
               f"rank {args.rank}; Adam lr {args.lr}, batch {args.batch_size}, "
-              f"{args.epochs} epochs for every method; '+EO': "
+              f"{args.epochs} epochs for every method; "
+              f"'{SUFFIX[args.penalty]}': "
               f"{args.penalty} penalty x {args.strength}. See "
               "measure_backbones.py for the construction.")
     if args.summarize:
