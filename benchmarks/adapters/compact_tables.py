@@ -2,7 +2,9 @@
 
 Reads each setting's committed ``runs.csv`` and writes ``table.md`` beside it:
 every method at one adapter rank (4 in every setting; the other ranks are in
-``summary.md``), with and without the EO penalty, then the paired differences
+``summary.md``), without and with the EO penalty (and the DP penalty, read
+from ``<setting>_dp/runs.csv`` for the two backbone settings), then the paired
+differences
 per seed, then a "Measured" line computed from these numbers: which paired
 differences lie more than two standard errors (``2 std / sqrt(n_seeds)``)
 from zero. Run ``python benchmarks/adapters/compact_tables.py`` from the
@@ -29,6 +31,8 @@ SETTINGS = {
 }
 RANK = 4
 ORDER = ["pre-trained", "TL", "FT", "LoRA", "PiSSA", "FWSVD", "OURS"]
+PENALTIES = (("none", ""), ("equalized_odds", "+EO"),
+             ("demographic_parity", "+DP"))
 METRICS = (("err", "Err", ".2f"), ("dp", "ΔDP", ".3f"), ("eo", "ΔEO", ".3f"))
 
 
@@ -45,7 +49,8 @@ def table(df, title):
              "over seeds)", "",
              "| method | Err | ΔDP | ΔEO | trainable | s/fit |",
              "|---|---|---|---|---|---|"]
-    for penalty, suffix in (("none", ""), ("equalized_odds", "+EO")):
+    present = [(p, x) for p, x in PENALTIES if p in set(df.penalty)]
+    for penalty, suffix in present:
         for m in ORDER:
             part = _select(df, m, penalty)
             if part.empty:
@@ -58,7 +63,7 @@ def table(df, title):
     lines += ["", "Paired differences (per seed, then mean ± std):", "",
               "| contrast | ΔErr | ΔΔDP | ΔΔEO |", "|---|---|---|---|"]
     beyond, pairs, n_tests = [], [], 0
-    for penalty, suffix in (("none", ""), ("equalized_odds", "+EO")):
+    for penalty, suffix in present:
         pairs += [(f"OURS{suffix} - PiSSA{suffix}", ("OURS", penalty),
                    ("PiSSA", penalty)),
                   (f"OURS{suffix} - LoRA{suffix}", ("OURS", penalty),
@@ -66,8 +71,8 @@ def table(df, title):
                   (f"OURS{suffix} - TL{suffix}", ("OURS", penalty),
                    ("TL", penalty)),
                   (f"FT{suffix} - TL{suffix}", ("FT", penalty), ("TL", penalty))]
-    pairs += [(f"{m}+EO - {m}", (m, "equalized_odds"), (m, "none"))
-              for m in ("TL", "OURS")]
+    pairs += [(f"{m}{x} - {m}", (m, p), (m, "none"))
+              for p, x in present[1:] for m in ("TL", "OURS")]
     for name, a, b in pairs:
         pa, pb = _select(df, *a), _select(df, *b)
         cells = []
@@ -96,7 +101,13 @@ def main():
         if not path.exists():
             print("missing", path)
             continue
-        text = table(pd.read_csv(path), title)
+        df = pd.read_csv(path)
+        dp = RESULTS / f"{folder}_dp" / "runs.csv"
+        if dp.exists():
+            extra = pd.read_csv(dp)
+            df = pd.concat([df, extra[extra.method != "pre-trained"]],
+                           ignore_index=True)
+        text = table(df, title)
         (RESULTS / folder / "table.md").write_text(text)
         print(text)
 
