@@ -89,11 +89,16 @@ SUFFIX = {"none": "", "equalized_odds": "+EO", "demographic_parity": "+DP"}
 
 
 # ------------------------------------------------------------------ data
-def _images(seed, args, cache={}):
-    from sklearn_winfair.reproduction._resnet import build_resnet
+#: the pre-trained backbone of each setting, built once per process
+_PRETRAINED = {"images": {}, "text": {}}
+
+
+def _images(seed, args):
     from sklearn_winfair.reproduction._pretrain import train_torch
+    from sklearn_winfair.reproduction._resnet import build_resnet
     from sklearn_winfair.reproduction._shapes import make_shapes_task, to_float
 
+    cache = _PRETRAINED["images"]
     sizes = (args.n_pre, args.n_train, 0, args.n_test)
     task = make_shapes_task(seed, sizes=sizes)
     if "model" not in cache:
@@ -127,9 +132,10 @@ def _sequences(n, positive, p_group, rng, p_pos=(0.4, 0.6)):
     return ids, y, s
 
 
-def _text(seed, args, cache={}):
+def _text(seed, args):
     import transformers
 
+    cache = _PRETRAINED["text"]
     if "model" not in cache:
         torch.manual_seed(0)
         config = transformers.BertConfig(
