@@ -46,6 +46,7 @@ import torch
 
 from sklearn_winfair._adapters import inject_adapters, inner_group_fisher
 from sklearn_winfair._importance import floor_importance, neutral_importance
+from sklearn_winfair.metrics import paper_metrics
 from sklearn_winfair.reproduction._data import make_adult_paper_task, make_adult_tasks
 from sklearn_winfair.reproduction._pretrain import (
     build_mlp,
@@ -54,7 +55,6 @@ from sklearn_winfair.reproduction._pretrain import (
     predict_torch,
     train_torch,
 )
-from sklearn_winfair.metrics import paper_metrics
 
 #: task -> (adapted layer, head, description); LAYER / HEAD set in main().
 SETTINGS = {
