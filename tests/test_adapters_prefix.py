@@ -313,3 +313,22 @@ def test_mapping_input_falls_back():
     clf = FairLowRankFineTuner(Keyword().eval(), target_modules=["body.0.2"], rank=2,
                                **FAST).fit({"x": X}, y, sensitive_features=s)
     assert clf.frozen_prefix_ is None and "mapping" in clf._no_prefix
+
+
+def test_harness_resnet_caches_the_stages_below_its_last_block():
+    """build_resnet is Sequential(trunk, head): the cut stops at the last block.
+
+    The block itself (a custom forward with its shortcut) goes whole above
+    the cut; the fit equals the whole-model fit.
+    """
+    from sklearn_winfair.reproduction._resnet import build_resnet
+
+    X, y, s = image_task()
+    kw = dict(target_modules=["0.5.conv1", "0.5.conv2", "1.0"], rank=2, **FAST)
+    cached = FairLowRankFineTuner(build_resnet(width=4), **kw).fit(
+        X, y, sensitive_features=s)
+    whole = FairLowRankFineTuner(build_resnet(width=4), cache_features=False,
+                                 **kw).fit(X, y, sensitive_features=s)
+    assert cached.frozen_prefix_ == ["0.0", "0.1", "0.2", "0.3", "0.4"]
+    np.testing.assert_allclose(cached.predict_proba(X), whole.predict_proba(X),
+                               atol=1e-5)
