@@ -974,8 +974,11 @@ def _same_logits(model, suffix, prefix_out, x, output):
     half = full.dtype in (torch.float16, torch.bfloat16)
     rtol = 1e-2 if half else 1e-4
     full, split = full.double(), split.double()
-    scale = float(full.abs().max()) if full.numel() else 0.0
-    return bool(torch.allclose(split, full, rtol=rtol, atol=rtol * max(scale, 1.0)))
+    finite = full[torch.isfinite(full)]
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    # NaN where the whole model gives NaN is the trunk's problem, not the cut's
+    return bool(torch.allclose(split, full, rtol=rtol, atol=rtol * max(scale, 1.0),
+                               equal_nan=True))
 
 
 class FrozenPrefix:
@@ -1050,13 +1053,20 @@ class FrozenPrefix:
         probe = np.unique(np.linspace(0, n - 1, min(n, PROBE_ROWS)).round()
                           .astype(np.int64))
         probe_x = data.take(probe).batch(0, len(probe), device, float_dtype)
-        with torch.no_grad():
-            probe_out = prefix(probe_x)
-        if not (isinstance(probe_out, torch.Tensor) and probe_out.is_floating_point()
-                and probe_out.ndim >= 1 and len(probe_out) == len(probe)):
-            return None, (f"the output of {prefix_names[-1]!r} is not a floating "
-                          "tensor with one row per sample")
-        if not _same_logits(model, suffix, probe_out, probe_x, output):
+        try:
+            with torch.no_grad():
+                probe_out = prefix(probe_x)
+            ok = (isinstance(probe_out, torch.Tensor) and probe_out.is_floating_point()
+                  and probe_out.ndim >= 1 and len(probe_out) == len(probe))
+            if not ok:
+                return None, (f"the output of {prefix_names[-1]!r} is not a "
+                              "floating tensor with one row per sample")
+            same = _same_logits(model, suffix, probe_out, probe_x, output)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            # the whole model (the fallback) raises it again if it is its own
+            return None, (f"the split after {prefix_names[-1]!r} raised "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        if not same:
             return None, (f"the split after {prefix_names[-1]!r} did not give "
                           f"the model's logits on {len(probe)} probe rows (a "
                           "hook, or a module that is not what it looks like)")

@@ -332,3 +332,25 @@ def test_harness_resnet_caches_the_stages_below_its_last_block():
     assert cached.frozen_prefix_ == ["0.0", "0.1", "0.2", "0.3", "0.4"]
     np.testing.assert_allclose(cached.predict_proba(X), whole.predict_proba(X),
                                atol=1e-5)
+
+
+def test_split_that_raises_falls_back_to_the_whole_model():
+    """A container's pre-hook casts integer X: its steps alone cannot take it.
+
+    Running the trunk's steps one by one skips the hook, so the first Linear
+    gets int64 rows and raises; the fit falls back to the whole model (with
+    the hook), which takes them, and says why.
+    """
+    model = paper_mlp()
+    model[0].register_forward_pre_hook(_to_float)
+    X, y, s = make_task()
+    X = np.round(X * 10).astype(np.int64)
+    clf = FairLowRankFineTuner(model, target_modules=["0.2"], rank=2, **FAST).fit(
+        X, y, sensitive_features=s)
+    assert clf.frozen_prefix_ is None and "raised RuntimeError" in clf._no_prefix
+    assert not clf.cast_integers_  # the whole model took the integers
+    assert clf.score(X, y) > 0.6
+
+
+def _to_float(module, args):
+    return (args[0].float(),)
