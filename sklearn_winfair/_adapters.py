@@ -29,7 +29,7 @@ import warnings
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
@@ -43,6 +43,7 @@ __all__ = [
     "adapt_for_fit",
     "ADAPTER_INITS",
     "FrozenPrefix",
+    "find_graph_cut",
     "find_prefix_cut",
     "split_at_cut",
     "LowRankAdapter",
@@ -981,6 +982,134 @@ def _same_logits(model, suffix, prefix_out, x, output):
                                equal_nan=True))
 
 
+class _SequentialCut:
+    """A cut from :func:`find_prefix_cut`, as :class:`FrozenPrefix` uses it."""
+
+    def __init__(self, model, cut):
+        self.cut = cut
+        self.names = split_at_cut(model, cut)[2]
+        self.key = ("sequential", *self.names)
+
+    def split(self, model):
+        """Return ``(prefix, suffix, name in model -> name in suffix)``."""
+        prefix, suffix, _, suffix_names = split_at_cut(model, self.cut)
+        return prefix, suffix, lambda name: _in_suffix(name, suffix_names)
+
+
+def find_graph_cut(model, names):
+    """Find a single value that everything above the lowest of ``names`` reads.
+
+    The model is traced by :mod:`torch.fx` (``torch.nn`` layers and the
+    modules of ``names`` stay whole, containers and custom modules are
+    traced through).
+    The cut is the last node before the first one that touches a layer of
+    ``names`` (a call of it, of a module inside it or holding it, or of its
+    parameters) such that no node after it reads an earlier node (other
+    than constant attributes): its value alone then determines the rest, as
+    a residual block's input does, shortcut included. A model whose forward
+    has data-dependent control flow cannot be traced.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The frozen backbone, before adapters.
+    names : list of str
+        Qualified names of the layers that train (the adapted layers and
+        the head).
+
+    Returns
+    -------
+    cut : object or None
+        With ``split(model)``, ``names`` (the modules the prefix calls) and
+        ``key``; ``None`` when there is none.
+    reason : str or None
+        Why there is none.
+    """
+    try:
+        graph = _Tracer(names).trace(model)
+    except Exception as exc:  # noqa: BLE001 - tracing runs the user's forward
+        return None, ("torch.fx could not trace it ("
+                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+    nodes = list(graph.nodes)
+    where = {node: i for i, node in enumerate(nodes)}
+
+    def touches(node):
+        if node.op not in ("call_module", "get_attr"):
+            return False
+        t = node.target
+        return any(t == n or t.startswith(n + ".") or n.startswith(t + ".")
+                   for n in names)
+
+    first = next((i for i, node in enumerate(nodes) if touches(node)), None)
+    if first is None:
+        return None, "its traced graph does not call the adapted layers as modules"
+    best, reach = None, -1
+    for i, node in enumerate(nodes[:first]):
+        if node.op in ("call_module", "call_function", "call_method") and reach <= i:
+            best = i
+        if node.op != "get_attr":
+            reach = max([reach, *(where[u] for u in node.users)])
+    if best is None:
+        return None, ("in its traced graph every value before the lowest adapted "
+                      "layer is also read above it (the input itself, say)")
+    return _GraphCut(nodes, best), None
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with the trainable modules kept whole.
+
+    A head or adapted layer is then one call in the graph, found by name
+    in whatever replaces it (an adapter, a float32 wrapper of the head).
+    """
+
+    def __init__(self, leaves):
+        super().__init__()
+        self.leaves = set(leaves)
+
+    def is_leaf_module(self, m, module_qualified_name):
+        return module_qualified_name in self.leaves or super().is_leaf_module(
+            m, module_qualified_name)
+
+
+class _GraphCut:
+    """A cut of a traced graph at one node (:func:`find_graph_cut`)."""
+
+    def __init__(self, nodes, best):
+        cut = nodes[best]
+        prefix = fx.Graph()
+        env = {}
+        for node in nodes[: best + 1]:
+            env[node] = prefix.node_copy(node, env.__getitem__)
+        prefix.output(env[cut])
+        suffix = fx.Graph()
+        env = {cut: suffix.placeholder("frozen")}
+        later = set(nodes[best + 1 :])
+        for node in nodes[:best]:  # constants read above the cut
+            if node.op == "get_attr" and any(u in later for u in node.users):
+                env[node] = suffix.node_copy(node)
+        for node in nodes[best + 1 :]:
+            env[node] = suffix.node_copy(node, env.__getitem__)
+        self._graphs = prefix, suffix
+        called = [n.target for n in nodes[: best + 1] if n.op == "call_module"]
+        self.names = called or [cut.name]
+        self.key = ("fx", cut.name, *self.names)
+
+    def split(self, model):
+        """Return ``(prefix, suffix, name in model -> name in suffix)``.
+
+        Both are :class:`torch.fx.GraphModule` holding ``model``'s own
+        modules under their qualified names, flagged eval.
+        """
+        parts = []
+        for graph in self._graphs:
+            copy_ = fx.Graph()
+            copy_.output(copy_.graph_copy(graph, {}))
+            module = fx.GraphModule(model, copy_)
+            module.training = False  # no recursion: the modules keep their modes
+            parts.append(module)
+        return parts[0], parts[1], lambda name: name
+
+
 class FrozenPrefix:
     """The frozen steps below the lowest adapted layer and their output on every row.
 
@@ -990,10 +1119,12 @@ class FrozenPrefix:
 
     Attributes
     ----------
-    cut : tuple of (str, int)
-        From :func:`find_prefix_cut`.
+    cut : object
+        The cut (an ``nn.Sequential`` one from :func:`find_prefix_cut`, or
+        a traced graph's from :func:`find_graph_cut`), with
+        ``split(model)``.
     names : list of str
-        Qualified names of the prefix's steps (the estimator's
+        Qualified names of the modules the prefix runs (the estimator's
         ``frozen_prefix_``).
     outputs : torch.Tensor of shape (n_samples, ...)
         The prefix's output on every training row, in the dtype the trunk
@@ -1006,8 +1137,11 @@ class FrozenPrefix:
 
     @classmethod
     def for_fit(cls, model, names, data, *, batch_size, device, float_dtype,
-                output, store=None, seed=None, verbose=False):
+                output, trainable=(), store=None, seed=None, verbose=False):
         """Find, check and run the prefix of ``model`` below ``names``.
+
+        The cut is :func:`find_prefix_cut`'s (a chain of ``nn.Sequential``),
+        else :func:`find_graph_cut`'s (a ``torch.fx`` trace).
 
         Parameters
         ----------
@@ -1016,14 +1150,16 @@ class FrozenPrefix:
         names : list of str
             The layers that will get adapters.
         data : InputData
-            The training rows (a tensor input; a mapping cannot feed an
-            ``nn.Sequential``).
+            The training rows (a mapping, keyword arguments, gets no cut).
         batch_size : int
         device : torch.device
         float_dtype : torch.dtype
             The trunk's dtype (floating inputs are cast per batch).
         output : None, str, int or callable
             Where the logits are in the model's output.
+        trainable : sequence of str, default=()
+            Other modules that train (the head): a traced graph's cut stays
+            below them too.
         store : tuple of (location, torch.nn.Module) or None, default=None
             A feature-store folder and the user's backbone: the prefix's
             outputs are stored under the backbone's fingerprint plus the
@@ -1043,12 +1179,17 @@ class FrozenPrefix:
             Why there is none.
         """
         if data.is_mapping:
-            return None, ("X is a mapping (keyword arguments), which an "
-                          "nn.Sequential chain cannot take")
-        cut, reason = find_prefix_cut(model, names)
-        if cut is None:
-            return None, reason
-        prefix, suffix, prefix_names, _ = split_at_cut(model, cut)
+            return None, ("X is a mapping (keyword arguments), which the "
+                          "cached prefix is not fed")
+        found, reason = find_prefix_cut(model, names)
+        if found is not None:
+            cut = _SequentialCut(model, found)
+        else:
+            cut, why = find_graph_cut(model, [*names, *trainable])
+            if cut is None:
+                return None, f"{reason}; {why}"
+        prefix, suffix, _ = cut.split(model)
+        prefix_names = cut.names
         n = len(data)
         probe = np.unique(np.linspace(0, n - 1, min(n, PROBE_ROWS)).round()
                           .astype(np.int64))
@@ -1071,36 +1212,43 @@ class FrozenPrefix:
                           f"the model's logits on {len(probe)} probe rows (a "
                           "hook, or a module that is not what it looks like)")
         outputs = prefix_outputs(prefix, data, like=probe_out, store=store,
-                                 key=prefix_names,
+                                 key=cut.key,
                                  batch_size=batch_size, device=device,
                                  float_dtype=float_dtype, seed=seed,
                                  verbose=verbose)
         return cls(cut, prefix_names, outputs, probe, probe_x), None
 
     def suffix(self, model):
-        """Return ``(suffix, suffix_names)`` of ``model`` (adapted, head placed)."""
-        _, suffix, _, suffix_names = split_at_cut(model, self.cut)
-        return suffix, suffix_names
+        """Return ``(suffix, name in model -> name in suffix)`` of ``model``.
+
+        ``model`` is the one given to :meth:`for_fit`, or it with adapters
+        injected and the head placed.
+        """
+        _, suffix, inner = self.cut.split(model)
+        return suffix, inner
 
     def check(self, model, output):
         """Whether the suffix of ``model`` on the cached outputs gives its logits."""
-        suffix, _ = self.suffix(model)
         probe = torch.as_tensor(self._probe, device=self.outputs.device)
-        return _same_logits(model, suffix, self.outputs.index_select(0, probe),
-                            self._probe_x, output)
+        try:
+            suffix, _ = self.suffix(model)
+            return _same_logits(model, suffix, self.outputs.index_select(0, probe),
+                                self._probe_x, output)
+        except (AttributeError, RuntimeError, TypeError, ValueError):
+            return False  # e.g. a traced head wrapped in FloatHead since
 
     def fisher(self, model, names, batches, n_groups, output):
         """:func:`inner_group_fisher` of ``names`` on the suffix, fed the outputs.
 
         ``batches`` yield ``(start, stop, y, codes, weights)``.
         """
-        suffix, suffix_names = self.suffix(model)
-        inner = {n: _in_suffix(n, suffix_names) for n in names}
+        suffix, inner = self.suffix(model)
+        inside = {n: inner(n) for n in names}
         rows = inner_group_fisher(
-            suffix, list(inner.values()),
+            suffix, list(inside.values()),
             ((self.outputs[i:j], yb, cb, wb) for i, j, yb, cb, wb in batches),
             n_groups, output=output)
-        return {n: rows[inner[n]] for n in names}
+        return {n: rows[inside[n]] for n in names}
 
 
 # --------------------------------------------------------------------------
@@ -1227,9 +1375,11 @@ def adapt_for_fit(est, model, head, names, extract, fd, tensors, rng, mix, *,
     first.close()
     prefix, reason = None, "cache_features=False"
     if cache:
+        head_name = next(n for n, m in model.named_modules() if m is head)
         prefix, reason = FrozenPrefix.for_fit(
             model, names, fd.X, batch_size=est.batch_size, device=device,
-            float_dtype=dtype, output=est.output, store=store,
+            float_dtype=dtype, output=est.output, trainable=[head_name],
+            store=store,
             seed=rng.child_seed(1), verbose=est.verbose > 0)
     svd = est.adapter_init == "svd"
     init = est.importance if svd else "lora"

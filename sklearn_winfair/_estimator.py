@@ -114,10 +114,11 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         k)`` (see ``adapter_init``), ``W_res`` frozen; ``A``, ``B`` and the
         head (trained in full, *not* factorized, whatever ``rank``) train
         in mini-batches (``solver="auto"`` is ``"adam"``; ``"lbfgs"`` is an
-        error). When the backbone is a chain of ``nn.Sequential`` down to
-        the lowest adapted layer, the frozen steps below it run once per
-        fit (``cache_features``, ``memory``) and each step runs only the
-        layers above; otherwise the whole model runs at every step
+        error). When the frozen computation below the lowest adapted layer
+        can be cut off (a chain of ``nn.Sequential``, else a ``torch.fx``
+        trace with one value that everything above reads), it runs once
+        per fit (``cache_features``, ``memory``) and each step runs only
+        the layers above; otherwise the whole model runs at every step
         (``frozen_prefix_`` says which). ``None``: the head alone, as
         described above. Read more in :ref:`adapters`.
     adapter_init : {"svd", "lora"}, default="svd"
@@ -230,9 +231,10 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         memory (``head_init="probe"`` still collects them once). With
         ``target_modules``: cache the output of the frozen steps below the
         lowest adapted layer (``frozen_prefix_``; found along a chain of
-        ``nn.Sequential`` and checked on a few rows against the whole
-        model) and train the layers above it on that; ``False`` runs the
-        whole model at every step, with the same results to float rounding.
+        ``nn.Sequential`` or in a ``torch.fx`` trace, and checked on a few
+        rows against the whole model) and train the layers above it on
+        that; ``False`` runs the whole model at every step, with the same
+        results to float rounding.
     memory : str, joblib.Memory or None, default=None
         A folder (or a :class:`joblib.Memory`'s location) for a feature
         store: features keyed by the backbone's content and each row's
@@ -283,13 +285,15 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         Qualified names of the layers that got an adapter (``[]`` without
         ``target_modules``).
     frozen_prefix_ : list of str or None
-        With ``target_modules``: qualified names of the frozen steps below
-        the lowest adapted layer whose output was computed once and cached
-        (training ran only the steps above them). ``None`` when the whole
-        model ran at every step (``cache_features=False``, a backbone that
-        is not an ``nn.Sequential`` chain down to that layer, nothing
-        below it, or a split that did not reproduce the model's logits on
-        the probe rows; ``verbose=1`` prints which), and without
+        With ``target_modules``: qualified names of the frozen modules
+        below the lowest adapted layer whose output was computed once and
+        cached (training ran only the part above them). ``None`` when the
+        whole model ran at every step (``cache_features=False``, a backbone
+        that neither is an ``nn.Sequential`` chain down to that layer nor
+        traces with ``torch.fx`` to one value crossing the cut, nothing
+        below it, mapping ``X``, or a split that did not reproduce the
+        model's logits on the probe rows; ``verbose=1`` prints which), and
+        without
         ``target_modules`` (the head's input is cached then, see
         ``cache_features``).
     ranks_ : dict of str to int

@@ -1,8 +1,9 @@
 """The frozen prefix below the lowest adapted layer runs once per fit.
 
 What these tests prove: the cut is found along a chain of ``nn.Sequential``
-(nested ones composed) and nowhere else; ``suffix(prefix(x))`` is the
-model; a fit on the cached prefix outputs predicts what a fit running the
+(nested ones composed), else in a ``torch.fx`` trace at a single value that
+everything above reads (a residual block's input); ``suffix(prefix(x))`` is
+the model; a fit on the cached prefix outputs predicts what a fit running the
 whole model at every step predicts (``cache_features=False``), on an MLP
 and a CNN with BatchNorm, for every init, with a penalty and sample
 weights, in bfloat16 too; the prefix sees each row once in a fit, and once
@@ -24,6 +25,7 @@ from torch import nn
 from sklearn_winfair import FairLowRankFineTuner, _features
 from sklearn_winfair._adapters import (
     PROBE_ROWS,
+    find_graph_cut,
     find_prefix_cut,
     inject_adapters,
     split_at_cut,
@@ -354,3 +356,84 @@ def test_split_that_raises_falls_back_to_the_whole_model():
 
 def _to_float(module, args):
     return (args[0].float(),)
+
+
+# ------------------------------------------------- a traced graph's cut (fx)
+class ResidualNet(nn.Module):
+    """A custom forward, not a Sequential: stem, one residual block, pooled head."""
+
+    def __init__(self, seed=0):
+        super().__init__()
+        from sklearn_winfair.reproduction._resnet import BasicBlock
+
+        torch.manual_seed(seed)
+        self.stem = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4),
+                                  nn.ReLU())
+        self.block = BasicBlock(4, 4)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4, 2)
+        with torch.no_grad():
+            self.stem[1].running_var.uniform_(0.5, 1.5)
+
+    def forward(self, x):
+        return self.fc(torch.flatten(self.pool(self.block(self.stem(x))), 1))
+
+
+def test_traced_graph_cut_keeps_the_shortcut_above_it():
+    """The block's input feeds conv1 and the shortcut: the cut is that input.
+
+    The two parts of the adapted model compose to it and hold its modules.
+    """
+    model = ResidualNet().eval()
+    assert find_prefix_cut(model, ["block.conv2"])[0] is None  # not Sequential
+    cut, reason = find_graph_cut(model, ["block.conv2", "fc"])
+    assert reason is None and cut.names == ["stem.0", "stem.1", "stem.2"]
+    adapted, _ = inject_adapters(model, ["block.conv2"], rank=2, init="uniform")
+    prefix, suffix, inner = cut.split(adapted)
+    assert suffix.get_submodule(inner("block.conv2")) is adapted.block.conv2
+    x = torch.randn(5, 3, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(suffix(prefix(x)), adapted(x), rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("importance,adapter_init", [("neutral", "svd"),
+                                                     ("neutral", "lora")])
+def test_traced_model_cached_fit_equals_whole_model_fit(importance, adapter_init):
+    """A custom-forward CNN: cached prefix and whole-model fits agree (DP, weights)."""
+    X, y, s = image_task()
+    w = np.random.RandomState(1).uniform(0.2, 2.0, size=len(y))
+    kw = dict(target_modules=["block.conv1", "block.conv2"], rank=2,
+              importance=importance, adapter_init=adapter_init,
+              fairness_penalty="demographic_parity", **FAST)
+    cached = FairLowRankFineTuner(ResidualNet().eval(), **kw).fit(
+        X, y, sensitive_features=s, sample_weight=w)
+    whole = FairLowRankFineTuner(ResidualNet().eval(), cache_features=False,
+                                 **kw).fit(X, y, sensitive_features=s,
+                                           sample_weight=w)
+    assert cached.frozen_prefix_ == ["stem.0", "stem.1", "stem.2"]
+    np.testing.assert_allclose(cached.predict_proba(X), whole.predict_proba(X),
+                               atol=1e-5)
+
+
+class InputSkip(nn.Module):
+    """The input itself is read above the adapted layer: no single value to cache."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.a, self.mid = nn.Linear(5, 8), nn.Linear(8, 8)
+        self.skip, self.fc = nn.Linear(5, 8), nn.Linear(8, 2)
+
+    def forward(self, x):
+        return self.fc(self.mid(torch.relu(self.a(x))) + self.skip(x))
+
+
+def test_graph_without_a_single_value_cut_falls_back():
+    """x feeds both the layer below the adapter and a skip above it."""
+    cut, reason = find_graph_cut(InputSkip(), ["mid", "fc"])
+    assert cut is None and "also read above it" in reason
+    X, y, s = make_task()
+    clf = FairLowRankFineTuner(InputSkip().eval(), target_modules=["mid"], rank=2,
+                               **FAST).fit(X, y, sensitive_features=s)
+    assert clf.frozen_prefix_ is None and "also read above it" in clf._no_prefix
+    assert clf.score(X, y) > 0.6
