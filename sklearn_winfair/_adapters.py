@@ -830,7 +830,8 @@ def inner_group_fisher(model, names, batches, n_groups, *, output=None,
 # --------------------------------------------------------------------------
 
 #: Rows on which a cut is checked: the suffix on the prefix's output must
-#: give the whole model's logits there before the cut is used.
+#: give the whole model's logits there, and the prefix the same output on
+#: each half of them alone, before the cut is used.
 PROBE_ROWS = 8
 
 
@@ -965,21 +966,41 @@ def _in_suffix(name, suffix_names):
     raise ValueError(f"{name!r} is not above the cut.")  # pragma: no cover
 
 
+def _close(got, want):
+    """``got`` equals ``want`` to float tolerance (of ``want``'s dtype and scale)."""
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        return False
+    half = want.dtype in (torch.float16, torch.bfloat16)
+    rtol = 1e-2 if half else 1e-4
+    got, want = got.double(), want.double()
+    finite = want[torch.isfinite(want)]
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    # NaN where the whole model gives NaN is the trunk's problem, not the cut's
+    return bool(torch.allclose(got, want, rtol=rtol, atol=rtol * max(scale, 1.0),
+                               equal_nan=True))
+
+
 def _same_logits(model, suffix, prefix_out, x, output):
     """Whether ``suffix(prefix_out)`` gives ``model(x)``'s logits (float tolerance)."""
     with torch.no_grad():
         full = find_logits(call_backbone(model, x), output)
         split = find_logits(suffix(prefix_out), output)
-    if not isinstance(split, torch.Tensor) or split.shape != full.shape:
-        return False
-    half = full.dtype in (torch.float16, torch.bfloat16)
-    rtol = 1e-2 if half else 1e-4
-    full, split = full.double(), split.double()
-    finite = full[torch.isfinite(full)]
-    scale = float(finite.abs().max()) if finite.numel() else 0.0
-    # NaN where the whole model gives NaN is the trunk's problem, not the cut's
-    return bool(torch.allclose(split, full, rtol=rtol, atol=rtol * max(scale, 1.0),
-                               equal_nan=True))
+    return _close(split, full)
+
+
+def _rows_independent(prefix, x, out):
+    """Whether the prefix gives each row what it gives it in another batch.
+
+    The cache runs the prefix in batches of consecutive rows, training
+    draws shuffled ones: a prefix that mixes rows (statistics of the batch
+    in its forward) would train on other values than the whole model.
+    """
+    half = len(x) // 2
+    if half == 0:
+        return True
+    with torch.no_grad():
+        parts = torch.cat([prefix(x[half:]), prefix(x[:half])])
+    return _close(parts, torch.cat([out[half:], out[:half]]))
 
 
 class _SequentialCut:
@@ -1203,6 +1224,9 @@ class FrozenPrefix:
                 return None, (f"the output of {prefix_names[-1]!r} is not a "
                               "floating tensor with one row per sample")
             same = _same_logits(model, suffix, probe_out, probe_x, output)
+            if same and not _rows_independent(prefix, probe_x, probe_out):
+                return None, (f"the output of {prefix_names[-1]!r} on a row "
+                              "depends on the other rows of its batch")
         except (RuntimeError, TypeError, ValueError) as exc:
             # the whole model (the fallback) raises it again if it is its own
             return None, (f"the split after {prefix_names[-1]!r} raised "

@@ -192,8 +192,9 @@ def test_prefix_sees_each_row_once_per_fit(cache_features):
     """Rows through the first conv in a fit: n once, plus fixed checks.
 
     The checks: one batch of the whole model (the head-is-last check, as
-    without adapters) and PROBE_ROWS rows three times (the prefix and the
-    whole model before the adapters, the whole adapted model after).
+    without adapters) and PROBE_ROWS rows four times (the prefix, the whole
+    model and the prefix on each half before the adapters, the whole
+    adapted model after).
     Without the cache the conv sees every row once for the Fisher and once
     per epoch.
     """
@@ -205,7 +206,7 @@ def test_prefix_sees_each_row_once_per_fit(cache_features):
     clf.fit(X, y, sensitive_features=s)
     n, first_batch = len(y), min(FAST["batch_size"], len(y))
     if cache_features:
-        assert sum(counter.rows) == n + first_batch + 3 * PROBE_ROWS
+        assert sum(counter.rows) == n + first_batch + 4 * PROBE_ROWS
     else:
         assert sum(counter.rows) == first_batch + n + FAST["max_epochs"] * n
 
@@ -437,3 +438,31 @@ def test_graph_without_a_single_value_cut_falls_back():
                                **FAST).fit(X, y, sensitive_features=s)
     assert clf.frozen_prefix_ is None and "also read above it" in clf._no_prefix
     assert clf.score(X, y) > 0.6
+
+
+class BatchCentered(nn.Module):
+    """Subtracts the batch's mean: a row's output depends on its batch."""
+
+    def forward(self, x):
+        return x - x.mean(0, keepdim=True)
+
+
+def test_prefix_that_mixes_rows_falls_back():
+    """Cached in other batches than training draws, it would change results.
+
+    The probe rows split in halves give other outputs, so the fit runs the
+    whole model at every step and predicts what cache_features=False does.
+    """
+    def build():
+        model = paper_mlp()
+        return nn.Sequential(nn.Sequential(model[0][0], BatchCentered(),
+                                           *model[0][1:]), model[1]).eval()
+
+    X, y, s = make_task()
+    kw = dict(target_modules=["0.3"], rank=2, **FAST)
+    clf = FairLowRankFineTuner(build(), **kw).fit(X, y, sensitive_features=s)
+    assert clf.frozen_prefix_ is None
+    assert "depends on the other rows of its batch" in clf._no_prefix
+    whole = FairLowRankFineTuner(build(), cache_features=False, **kw).fit(
+        X, y, sensitive_features=s)
+    np.testing.assert_array_equal(clf.predict_proba(X), whole.predict_proba(X))
