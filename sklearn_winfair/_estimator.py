@@ -243,8 +243,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         safely by processes and Dask workers that see the same folder.
         Used with ``cache_features=True``; ``None`` caches within a fit
         only. With ``target_modules`` the store holds the frozen prefix's
-        output instead (keyed by the backbone and the prefix's step names,
-        apart from the head's features), so a grid search over ``rank``,
+        output instead (keyed by the backbone and the cut, apart from the
+        head's features), so a grid search over ``rank``,
         ``alpha`` or ``importance`` runs the prefix once per distinct row;
         what the adapters change (the head's input) is never stored.
     device : str or torch.device, default="cpu"
@@ -292,10 +292,9 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         that neither is an ``nn.Sequential`` chain down to that layer nor
         traces with ``torch.fx`` to one value crossing the cut, nothing
         below it, mapping ``X``, or a split that did not reproduce the
-        model's logits on the probe rows; ``verbose=1`` prints which), and
-        without
-        ``target_modules`` (the head's input is cached then, see
-        ``cache_features``).
+        model's logits on the probe rows or mixed their rows;
+        ``verbose=1`` prints which), and without ``target_modules`` (the
+        head's input is cached then, see ``cache_features``).
     ranks_ : dict of str to int
         Rank used for each factorized layer, ``min(rank, in, out)``.
     rank_ : int or None
