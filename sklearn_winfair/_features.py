@@ -207,8 +207,9 @@ def prefix_outputs(prefix, data, *, like, store, key, batch_size, device,
         this fit only. Rows are stored under
         ``backbone_fingerprint(backbone, "frozen prefix", key)``, so another
         cut, another backbone or the head's own features never share them.
-    key : list of str
-        What identifies the prefix in the backbone (its steps' names).
+    key : sequence of str
+        What identifies the prefix in the backbone (the cut's kind, node and
+        the names of the modules it runs).
     batch_size : int
     device : torch.device
     float_dtype : torch.dtype
