@@ -29,18 +29,23 @@ import warnings
 
 import numpy as np
 import torch
-from torch import nn
+from torch import fx, nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
 from ._factorize import truncation_error, weighted_svd
-from ._features import check_finite_features, extract_head_inputs
+from ._features import check_finite_features, extract_head_inputs, prefix_outputs
 from ._importance import mix_importances
+from ._inputs import call_backbone
 from ._outputs import find_logits
 
 __all__ = [
     "adapt_for_fit",
     "ADAPTER_INITS",
+    "FrozenPrefix",
+    "find_graph_cut",
+    "find_prefix_cut",
+    "split_at_cut",
     "LowRankAdapter",
     "adaptable_layer_names",
     "match_target_modules",
@@ -821,6 +826,456 @@ def inner_group_fisher(model, names, batches, n_groups, *, output=None,
 
 
 # --------------------------------------------------------------------------
+# The frozen prefix: what runs below the lowest adapted layer, run once
+# --------------------------------------------------------------------------
+
+#: Rows on which a cut is checked: the suffix on the prefix's output must
+#: give the whole model's logits there, and the prefix the same output on
+#: each half of them alone, before the cut is used.
+PROBE_ROWS = 8
+
+
+def _is_plain_sequential(module):
+    """Tell whether ``module`` is an ``nn.Sequential`` running Sequential's forward."""
+    return isinstance(module, nn.Sequential) and \
+        type(module).forward is nn.Sequential.forward
+
+
+def _steps(container, container_name):
+    """Return ``(qualified name, module)`` of each step, in the order forward runs.
+
+    ``_modules`` rather than ``named_children``: the latter drops a module
+    that appears twice, which forward still calls twice.
+    """
+    return [(f"{container_name}.{k}" if container_name else k, m)
+            for k, m in container._modules.items()]
+
+
+def find_prefix_cut(model, names):
+    """Find where the frozen computation below the lowest adapted layer ends.
+
+    The model must be an ``nn.Sequential`` (whose ``forward`` is
+    ``nn.Sequential.forward``): its steps before the one holding the first
+    of ``names`` are frozen, and their output alone is the input of
+    everything above. When that step is itself such a Sequential (and not
+    an adapted layer), the search goes on inside it, so the cut composes
+    across levels: ``Sequential(Sequential(conv, relu, conv*), head)`` with
+    ``conv*`` adapted cuts after ``relu``. A step of another type is not
+    looked into; it goes whole into the part above the cut.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The backbone (adapted or not: the cut is the same).
+    names : list of str
+        Qualified names of the adapted layers.
+
+    Returns
+    -------
+    cut : tuple of (str, int) or None
+        One ``(container name, index)`` per level, from the root down: the
+        first step of that container above the cut. ``None`` when nothing is
+        frozen below the lowest adapted layer in such a chain.
+    reason : str or None
+        Why there is no cut (``None`` when there is one).
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from sklearn_winfair._adapters import find_prefix_cut
+    >>> model = nn.Sequential(nn.Sequential(nn.Linear(3, 4), nn.ReLU(),
+    ...                                     nn.Linear(4, 4), nn.ReLU()),
+    ...                       nn.Linear(4, 2))
+    >>> find_prefix_cut(model, ["0.2"])
+    ((('', 0), ('0', 2)), None)
+    >>> find_prefix_cut(model, ["0.0"])[0] is None
+    True
+    """
+    names = list(names)
+    levels, reason = [], None
+    container_name, container = "", model
+    while True:
+        if not _is_plain_sequential(container):
+            where = f"its step {container_name!r}" if container_name else "it"
+            reason = (f"{where} is a {type(container).__name__}, not an "
+                      "nn.Sequential whose forward is Sequential's own")
+            break
+        steps = _steps(container, container_name)
+        idx = next((i for i, (q, _) in enumerate(steps)
+                    if any(n == q or n.startswith(q + ".") for n in names)), None)
+        if idx is None:  # pragma: no cover - every adapted layer is inside
+            reason = f"no step of {container_name!r} holds an adapted layer"
+            break
+        levels.append((container_name, idx))
+        qualified, step = steps[idx]
+        if qualified in names:
+            break
+        container_name, container = qualified, step
+    if not levels:
+        return None, (f"the backbone is a {type(model).__name__}, not an "
+                      "nn.Sequential whose forward is Sequential's own")
+    if not any(i for _, i in levels):
+        inside = f"; {reason}, so it is not looked into" if reason else ""
+        return None, ("nothing runs before the lowest adapted layer's step "
+                      f"{qualified!r} in the backbone's nn.Sequential "
+                      f"chain{inside}")
+    return tuple(levels), None
+
+
+def split_at_cut(model, cut):
+    """Split ``model`` at ``cut`` into a frozen prefix and the suffix above it.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The model :func:`find_prefix_cut` was given, or the same model with
+        adapters injected or the head replaced (the cut is structural).
+    cut : tuple of (str, int)
+        From :func:`find_prefix_cut`.
+
+    Returns
+    -------
+    prefix, suffix : nn.Sequential
+        New containers holding ``model``'s own modules (not copies), so
+        training the suffix trains ``model``; flagged eval, their modules'
+        modes untouched. ``suffix(prefix(x))`` is ``model(x)``.
+    prefix_names, suffix_names : list of str
+        Qualified names in ``model`` of the steps of each.
+    """
+    prefix, rests = [], []
+    for depth, (container_name, idx) in enumerate(cut):
+        container = model.get_submodule(container_name) if container_name else model
+        steps = _steps(container, container_name)
+        prefix += steps[:idx]
+        last = depth == len(cut) - 1
+        rests.append(steps[idx:] if last else steps[idx + 1:])
+    suffix = [step for rest in reversed(rests) for step in rest]
+    parts = []
+    for steps in (prefix, suffix):
+        seq = nn.Sequential(*[m for _, m in steps])
+        seq.training = False  # no recursion: the modules keep their modes
+        parts.append(seq)
+    return parts[0], parts[1], [q for q, _ in prefix], [q for q, _ in suffix]
+
+
+def _in_suffix(name, suffix_names):
+    """``name`` (qualified in the model) as a name inside the suffix Sequential."""
+    for k, q in enumerate(suffix_names):
+        if name == q or name.startswith(q + "."):
+            return f"{k}{name[len(q):]}"
+    raise ValueError(f"{name!r} is not above the cut.")  # pragma: no cover
+
+
+def _close(got, want):
+    """``got`` equals ``want`` to float tolerance (of ``want``'s dtype and scale)."""
+    if not isinstance(got, torch.Tensor) or got.shape != want.shape:
+        return False
+    half = want.dtype in (torch.float16, torch.bfloat16)
+    rtol = 1e-2 if half else 1e-4
+    got, want = got.double(), want.double()
+    finite = want[torch.isfinite(want)]
+    scale = float(finite.abs().max()) if finite.numel() else 0.0
+    # NaN where the whole model gives NaN is the trunk's problem, not the cut's
+    return bool(torch.allclose(got, want, rtol=rtol, atol=rtol * max(scale, 1.0),
+                               equal_nan=True))
+
+
+def _same_logits(model, suffix, prefix_out, x, output):
+    """Whether ``suffix(prefix_out)`` gives ``model(x)``'s logits (float tolerance)."""
+    with torch.no_grad():
+        full = find_logits(call_backbone(model, x), output)
+        split = find_logits(suffix(prefix_out), output)
+    return _close(split, full)
+
+
+def _rows_independent(prefix, x, out):
+    """Whether the prefix gives each row what it gives it in another batch.
+
+    The cache runs the prefix in batches of consecutive rows, training
+    draws shuffled ones: a prefix that mixes rows (statistics of the batch
+    in its forward) would train on other values than the whole model.
+    """
+    half = len(x) // 2
+    if half == 0:
+        return True
+    with torch.no_grad():
+        parts = torch.cat([prefix(x[half:]), prefix(x[:half])])
+    return _close(parts, torch.cat([out[half:], out[:half]]))
+
+
+class _SequentialCut:
+    """A cut from :func:`find_prefix_cut`, as :class:`FrozenPrefix` uses it."""
+
+    def __init__(self, model, cut):
+        self.cut = cut
+        self.names = split_at_cut(model, cut)[2]
+        self.key = ("sequential", *self.names)
+
+    def split(self, model):
+        """Return ``(prefix, suffix, name in model -> name in suffix)``."""
+        prefix, suffix, _, suffix_names = split_at_cut(model, self.cut)
+        return prefix, suffix, lambda name: _in_suffix(name, suffix_names)
+
+
+def find_graph_cut(model, names):
+    """Find a single value that everything above the lowest of ``names`` reads.
+
+    The model is traced by :mod:`torch.fx` (``torch.nn`` layers and the
+    modules of ``names`` stay whole, containers and custom modules are
+    traced through).
+    The cut is the last node before the first one that touches a layer of
+    ``names`` (a call of it, of a module inside it or holding it, or of its
+    parameters) such that no node after it reads an earlier node (other
+    than constant attributes): its value alone then determines the rest, as
+    a residual block's input does, shortcut included. A model whose forward
+    has data-dependent control flow cannot be traced.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The frozen backbone, before adapters.
+    names : list of str
+        Qualified names of the layers that train (the adapted layers and
+        the head).
+
+    Returns
+    -------
+    cut : object or None
+        With ``split(model)``, ``names`` (the modules the prefix calls) and
+        ``key``; ``None`` when there is none.
+    reason : str or None
+        Why there is none.
+    """
+    try:
+        graph = _Tracer(names).trace(model)
+    except Exception as exc:  # noqa: BLE001 - tracing runs the user's forward
+        return None, ("torch.fx could not trace it ("
+                      f"{type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+    nodes = list(graph.nodes)
+    where = {node: i for i, node in enumerate(nodes)}
+
+    def touches(node):
+        if node.op not in ("call_module", "get_attr"):
+            return False
+        t = node.target
+        return any(t == n or t.startswith(n + ".") or n.startswith(t + ".")
+                   for n in names)
+
+    first = next((i for i, node in enumerate(nodes) if touches(node)), None)
+    if first is None:
+        return None, "its traced graph does not call the adapted layers as modules"
+    best, reach = None, -1
+    for i, node in enumerate(nodes[:first]):
+        if node.op in ("call_module", "call_function", "call_method") and reach <= i:
+            best = i
+        if node.op != "get_attr":
+            reach = max([reach, *(where[u] for u in node.users)])
+    if best is None:
+        return None, ("in its traced graph every value before the lowest adapted "
+                      "layer is also read above it (the input itself, say)")
+    return _GraphCut(nodes, best), None
+
+
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, with the trainable modules kept whole.
+
+    A head or adapted layer is then one call in the graph, found by name
+    in whatever replaces it (an adapter, a float32 wrapper of the head).
+    """
+
+    def __init__(self, leaves):
+        super().__init__()
+        self.leaves = set(leaves)
+
+    def is_leaf_module(self, m, module_qualified_name):
+        return module_qualified_name in self.leaves or super().is_leaf_module(
+            m, module_qualified_name)
+
+
+class _GraphCut:
+    """A cut of a traced graph at one node (:func:`find_graph_cut`)."""
+
+    def __init__(self, nodes, best):
+        cut = nodes[best]
+        prefix = fx.Graph()
+        env = {}
+        for node in nodes[: best + 1]:
+            env[node] = prefix.node_copy(node, env.__getitem__)
+        prefix.output(env[cut])
+        suffix = fx.Graph()
+        env = {cut: suffix.placeholder("frozen")}
+        later = set(nodes[best + 1 :])
+        for node in nodes[:best]:  # constants read above the cut
+            if node.op == "get_attr" and any(u in later for u in node.users):
+                env[node] = suffix.node_copy(node)
+        for node in nodes[best + 1 :]:
+            env[node] = suffix.node_copy(node, env.__getitem__)
+        self._graphs = prefix, suffix
+        called = [n.target for n in nodes[: best + 1] if n.op == "call_module"]
+        self.names = called or [cut.name]
+        self.key = ("fx", cut.name, *self.names)
+
+    def split(self, model):
+        """Return ``(prefix, suffix, name in model -> name in suffix)``.
+
+        Both are :class:`torch.fx.GraphModule` holding ``model``'s own
+        modules under their qualified names, flagged eval.
+        """
+        parts = []
+        for graph in self._graphs:
+            copy_ = fx.Graph()
+            copy_.output(copy_.graph_copy(graph, {}))
+            module = fx.GraphModule(model, copy_)
+            module.training = False  # no recursion: the modules keep their modes
+            parts.append(module)
+        return parts[0], parts[1], lambda name: name
+
+
+class FrozenPrefix:
+    """The frozen steps below the lowest adapted layer and their output on every row.
+
+    Built by :meth:`for_fit`; the fit then trains :meth:`suffix` of the
+    adapted model on :attr:`outputs` instead of running the whole model at
+    every step.
+
+    Attributes
+    ----------
+    cut : object
+        The cut (an ``nn.Sequential`` one from :func:`find_prefix_cut`, or
+        a traced graph's from :func:`find_graph_cut`), with
+        ``split(model)``.
+    names : list of str
+        Qualified names of the modules the prefix runs (the estimator's
+        ``frozen_prefix_``).
+    outputs : torch.Tensor of shape (n_samples, ...)
+        The prefix's output on every training row, in the dtype the trunk
+        gives it (float16 under a float16 trunk), on the fit's device.
+    """
+
+    def __init__(self, cut, names, outputs, probe, probe_x):
+        self.cut, self.names, self.outputs = cut, names, outputs
+        self._probe, self._probe_x = probe, probe_x
+
+    @classmethod
+    def for_fit(cls, model, names, data, *, batch_size, device, float_dtype,
+                output, trainable=(), store=None, seed=None, verbose=False):
+        """Find, check and run the prefix of ``model`` below ``names``.
+
+        The cut is :func:`find_prefix_cut`'s (a chain of ``nn.Sequential``),
+        else :func:`find_graph_cut`'s (a ``torch.fx`` trace).
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The frozen backbone (eval mode), before adapters.
+        names : list of str
+            The layers that will get adapters.
+        data : InputData
+            The training rows (a mapping, keyword arguments, gets no cut).
+        batch_size : int
+        device : torch.device
+        float_dtype : torch.dtype
+            The trunk's dtype (floating inputs are cast per batch).
+        output : None, str, int or callable
+            Where the logits are in the model's output.
+        trainable : sequence of str, default=()
+            Other modules that train (the head): a traced graph's cut stays
+            below them too.
+        store : tuple of (location, torch.nn.Module) or None, default=None
+            A feature-store folder and the user's backbone: the prefix's
+            outputs are stored under the backbone's fingerprint plus the
+            cut's step names (:func:`~sklearn_winfair._features.prefix_outputs`),
+            so any fit of the same backbone cut at the same place reuses
+            them (a grid search over ``rank``, say).
+        seed : int or None
+            Seed of the store's verification sample.
+        verbose : bool, default=False
+            Progress bar.
+
+        Returns
+        -------
+        prefix : FrozenPrefix or None
+            ``None`` when there is no cut, or the cut failed its check.
+        reason : str or None
+            Why there is none.
+        """
+        if data.is_mapping:
+            return None, ("X is a mapping (keyword arguments), which the "
+                          "cached prefix is not fed")
+        found, reason = find_prefix_cut(model, names)
+        if found is not None:
+            cut = _SequentialCut(model, found)
+        else:
+            cut, why = find_graph_cut(model, [*names, *trainable])
+            if cut is None:
+                return None, f"{reason}; {why}"
+        prefix, suffix, _ = cut.split(model)
+        prefix_names = cut.names
+        n = len(data)
+        probe = np.unique(np.linspace(0, n - 1, min(n, PROBE_ROWS)).round()
+                          .astype(np.int64))
+        probe_x = data.take(probe).batch(0, len(probe), device, float_dtype)
+        try:
+            with torch.no_grad():
+                probe_out = prefix(probe_x)
+            ok = (isinstance(probe_out, torch.Tensor) and probe_out.is_floating_point()
+                  and probe_out.ndim >= 1 and len(probe_out) == len(probe))
+            if not ok:
+                return None, (f"the output of {prefix_names[-1]!r} is not a "
+                              "floating tensor with one row per sample")
+            same = _same_logits(model, suffix, probe_out, probe_x, output)
+            if same and not _rows_independent(prefix, probe_x, probe_out):
+                return None, (f"the output of {prefix_names[-1]!r} on a row "
+                              "depends on the other rows of its batch")
+        except (RuntimeError, TypeError, ValueError) as exc:
+            # the whole model (the fallback) raises it again if it is its own
+            return None, (f"the split after {prefix_names[-1]!r} raised "
+                          f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        if not same:
+            return None, (f"the split after {prefix_names[-1]!r} did not give "
+                          f"the model's logits on {len(probe)} probe rows (a "
+                          "hook, or a module that is not what it looks like)")
+        outputs = prefix_outputs(prefix, data, like=probe_out, store=store,
+                                 key=cut.key,
+                                 batch_size=batch_size, device=device,
+                                 float_dtype=float_dtype, seed=seed,
+                                 verbose=verbose)
+        return cls(cut, prefix_names, outputs, probe, probe_x), None
+
+    def suffix(self, model):
+        """Return ``(suffix, name in model -> name in suffix)`` of ``model``.
+
+        ``model`` is the one given to :meth:`for_fit`, or it with adapters
+        injected and the head placed.
+        """
+        _, suffix, inner = self.cut.split(model)
+        return suffix, inner
+
+    def check(self, model, output):
+        """Whether the suffix of ``model`` on the cached outputs gives its logits."""
+        probe = torch.as_tensor(self._probe, device=self.outputs.device)
+        try:
+            suffix, _ = self.suffix(model)
+            return _same_logits(model, suffix, self.outputs.index_select(0, probe),
+                                self._probe_x, output)
+        except (AttributeError, RuntimeError, TypeError, ValueError):
+            return False  # e.g. a traced head wrapped in FloatHead since
+
+    def fisher(self, model, names, batches, n_groups, output):
+        """:func:`inner_group_fisher` of ``names`` on the suffix, fed the outputs.
+
+        ``batches`` yield ``(start, stop, y, codes, weights)``.
+        """
+        suffix, inner = self.suffix(model)
+        inside = {n: inner(n) for n in names}
+        rows = inner_group_fisher(
+            suffix, list(inside.values()),
+            ((self.outputs[i:j], yb, cb, wb) for i, j, yb, cb, wb in batches),
+            n_groups, output=output)
+        return {n: rows[inside[n]] for n in names}
+
+
+# --------------------------------------------------------------------------
 # peft export
 # --------------------------------------------------------------------------
 
@@ -917,16 +1372,21 @@ def to_peft(model, *, adapter_name="default"):
     return peft_model
 
 
-def adapt_for_fit(est, model, head, names, extract, fd, tensors, rng, mix):
+def adapt_for_fit(est, model, head, names, extract, fd, tensors, rng, mix, *,
+                  cache=True, store=None):
     """Put a low-rank adapter on each layer of ``names`` (``target_modules``).
 
-    The per-group Fisher of every layer (``inner_group_fisher``, per-sample
-    gradients of the whole model's loss on the training rows, weighted by
-    the scaled ``sample_weight``) is mixed into ``ihat`` by the head's rule
-    (``mix_importances``); ``"uniform"`` and ``adapter_init="lora"`` need
-    none; ``mix`` is the groups' weights of ``Ihat_N`` (``"neutral"``).
-    Returns ``(adapted model, inject_adapters' info, {name: ihat},
-    {name: I_s} or None)``.
+    With ``cache``, the frozen steps below the lowest adapted layer
+    (:class:`FrozenPrefix`) run once over the training rows (or come from
+    the feature store ``store``); the Fisher then runs the part above them
+    only. The per-group Fisher of every layer (``inner_group_fisher``,
+    per-sample gradients of the whole model's loss on the training rows,
+    weighted by the scaled ``sample_weight``) is mixed into ``ihat`` by the
+    head's rule (``mix_importances``); ``"uniform"`` and
+    ``adapter_init="lora"`` need none; ``mix`` is the groups' weights of
+    ``Ihat_N`` (``"neutral"``). Returns ``(adapted model, inject_adapters'
+    info, {name: ihat}, {name: I_s} or None, FrozenPrefix or None, why
+    there is none or None)``.
     """
     y_t, codes_t, w_t = tensors
     device, dtype = extract.device, extract.dtype
@@ -937,18 +1397,32 @@ def adapt_for_fit(est, model, head, names, extract, fd, tensors, rng, mix):
                                 check_output=True)
     check_finite_features(next(first), est.batch_size)
     first.close()
+    prefix, reason = None, "cache_features=False"
+    if cache:
+        head_name = next(n for n, m in model.named_modules() if m is head)
+        prefix, reason = FrozenPrefix.for_fit(
+            model, names, fd.X, batch_size=est.batch_size, device=device,
+            float_dtype=dtype, output=est.output, trainable=[head_name],
+            store=store,
+            seed=rng.child_seed(1), verbose=est.verbose > 0)
     svd = est.adapter_init == "svd"
     init = est.importance if svd else "lora"
     ihats, rows = None, None
     if svd and est.importance != "uniform":
         step = est.batch_size
-        batches = (
-            (fd.X.batch(i, i + step, device, dtype), y_t[i : i + step],
-             codes_t[i : i + step], None if w_t is None else w_t[i : i + step])
-            for i in range(0, len(fd.y), step)
-        )
-        rows = inner_group_fisher(model, names, batches, fd.n_groups,
-                                  output=est.output)
+
+        def spans():
+            for i in range(0, len(fd.y), step):
+                yield (i, i + step, y_t[i : i + step], codes_t[i : i + step],
+                       None if w_t is None else w_t[i : i + step])
+
+        if prefix is not None:
+            rows = prefix.fisher(model, names, spans(), fd.n_groups, est.output)
+        else:
+            batches = ((fd.X.batch(i, j, device, dtype), yb, cb, wb)
+                       for i, j, yb, cb, wb in spans())
+            rows = inner_group_fisher(model, names, batches, fd.n_groups,
+                                      output=est.output)
         ihats = mix_importances(rows, est.importance, codes_t, fd.n_groups,
                                 sample_weight=w_t, mix=mix)
     adapted, info = inject_adapters(
@@ -957,4 +1431,4 @@ def adapt_for_fit(est, model, head, names, extract, fd, tensors, rng, mix):
     )
     if ihats is None:  # ones: the importance the SVD used (none for LoRA)
         ihats = {n: np.ones(adapted.get_submodule(n).A.shape[0]) for n in names}
-    return adapted, info, ihats, rows
+    return adapted, info, ihats, rows, prefix, reason

@@ -112,12 +112,15 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         transformers' ``Conv1D`` can take one. Each matched layer's weight
         is split ``W = W_res + A B`` with ``A B`` of rank ``min(rank, d,
         k)`` (see ``adapter_init``), ``W_res`` frozen; ``A``, ``B`` and the
-        head (trained in full, *not* factorized, whatever ``rank``) train,
-        through the whole model in mini-batches (``solver="auto"`` is
-        ``"adam"``; ``"lbfgs"`` is an error). The frozen features change
-        with the adapters, so neither ``cache_features`` nor ``memory`` is
-        used for such a fit. ``None``: the head alone, as described above.
-        Read more in :ref:`adapters`.
+        head (trained in full, *not* factorized, whatever ``rank``) train
+        in mini-batches (``solver="auto"`` is ``"adam"``; ``"lbfgs"`` is an
+        error). When the frozen computation below the lowest adapted layer
+        can be cut off (a chain of ``nn.Sequential``, else a ``torch.fx``
+        trace with one value that everything above reads), it runs once
+        per fit (``cache_features``, ``memory``) and each step runs only
+        the layers above; otherwise the whole model runs at every step
+        (``frozen_prefix_`` says which). ``None``: the head alone, as
+        described above. Read more in :ref:`adapters`.
     adapter_init : {"svd", "lora"}, default="svd"
         How the adapters of ``target_modules`` start (ignored without).
         ``"svd"``: ``A B`` is the rank-``r`` truncation of the
@@ -225,18 +228,25 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         Compute the frozen features once per fit (in batches, without
         gradients) and train the head on them. ``False`` runs the frozen
         backbone at each training step instead, for data that do not fit in
-        memory (``head_init="probe"`` still collects them once). Not used
-        with ``target_modules`` (the whole model runs at each step).
+        memory (``head_init="probe"`` still collects them once). With
+        ``target_modules``: cache the output of the frozen steps below the
+        lowest adapted layer (``frozen_prefix_``; found along a chain of
+        ``nn.Sequential`` or in a ``torch.fx`` trace, and checked on a few
+        rows against the whole model) and train the layers above it on
+        that; ``False`` runs the whole model at every step, with the same
+        results to float rounding.
     memory : str, joblib.Memory or None, default=None
         A folder (or a :class:`joblib.Memory`'s location) for a feature
         store: features keyed by the backbone's content and each row's
         content, so every fit of a ``GridSearchCV`` (any parameter, every
         fold and the refit) runs the backbone once per distinct row. Shared
         safely by processes and Dask workers that see the same folder.
-        Used with ``cache_features=True`` and ``target_modules=None`` (with
-        adapters the features change as they train, so the store, which
-        would hold the pre-adaptation ones, is not used); ``None`` caches
-        within a fit only.
+        Used with ``cache_features=True``; ``None`` caches within a fit
+        only. With ``target_modules`` the store holds the frozen prefix's
+        output instead (keyed by the backbone and the cut, apart from the
+        head's features), so a grid search over ``rank``,
+        ``alpha`` or ``importance`` runs the prefix once per distinct row;
+        what the adapters change (the head's input) is never stored.
     device : str or torch.device, default="cpu"
         Torch device for the backbone and the head; checked at the start of
         ``fit``.
@@ -274,6 +284,17 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
     adapted_layers_ : list of str
         Qualified names of the layers that got an adapter (``[]`` without
         ``target_modules``).
+    frozen_prefix_ : list of str or None
+        With ``target_modules``: qualified names of the frozen modules
+        below the lowest adapted layer whose output was computed once and
+        cached (training ran only the part above them). ``None`` when the
+        whole model ran at every step (``cache_features=False``, a backbone
+        that neither is an ``nn.Sequential`` chain down to that layer nor
+        traces with ``torch.fx`` to one value crossing the cut, nothing
+        below it, mapping ``X``, or a split that did not reproduce the
+        model's logits on the probe rows or mixed their rows;
+        ``verbose=1`` prints which), and without ``target_modules`` (the
+        head's input is cached then, see ``cache_features``).
     ranks_ : dict of str to int
         Rank used for each factorized layer, ``min(rank, in, out)``.
     rank_ : int or None
@@ -558,13 +579,18 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         # of the head's layers, or of the adapted layers (the head then in full)
         to_factorize = names if self.rank is not None and not adapted else []
         ihats, group_rows, n_adapter_params = {}, None, 0
+        prefix, no_prefix = None, None
         if adapted:
             mix = (group_mix(fd.groups, self.alpha, self.group_weights)
                    if self.importance == "neutral" and fd.groups is not None
                    else None)
-            model, info, ihats, group_rows = adapt_for_fit(
+            # the frozen steps below the lowest adapter run once (their output
+            # in the feature store with memory=); the rest runs at each step
+            location = check_memory(self.memory).location
+            model, info, ihats, group_rows, prefix, no_prefix = adapt_for_fit(
                 self, model, head, adapted, extract, fd, (y_t, codes_t, w_t), rng,
-                mix)
+                mix, cache=self.cache_features,
+                store=None if location is None else (location, self.backbone))
             ranks, errors = info["ranks"], info["truncation_error"]
             n_adapter_params = info["n_trainable"]
         elif to_factorize:
@@ -592,9 +618,15 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         extra = {"group": codes_t} if self.fairness_penalty is not None else {}
         if w_t is not None:
             extra["sample_weight"] = w_t.float()
+        if prefix is not None and not prefix.check(model, self.output):
+            prefix, no_prefix = None, ("the split did not give the adapted "
+                                       "model's logits on the probe rows")
         if features is not None:
             module = HeadModule(new_head)
             dataset = TensorBatches(features, y_t, extra, device)
+        elif prefix is not None:  # the layers above the cut, on its cached output
+            module = TrunkAndHead(prefix.suffix(model)[0], new_head, self.output)
+            dataset = TensorBatches(prefix.outputs, y_t, extra, device)
         else:
             module = TrunkAndHead(model, new_head, self.output)
             dataset = TensorBatches(fd.X, y_t, extra, device, trunk_dtype)
@@ -641,6 +673,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         )
         self.factorized_layers_ = [qualified[n] for n in to_factorize]
         self.adapted_layers_ = list(adapted)
+        self.frozen_prefix_ = None if prefix is None else list(prefix.names)
+        self._no_prefix = no_prefix
         self.rank_ = max(self.ranks_.values()) if self.ranks_ else None
         self.n_trainable_params_ = n_params
         self.solver_, self.n_iter_ = solver, n_iter
@@ -653,8 +687,15 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         """One line saying what was fitted (printed with ``verbose >= 1``)."""
         ranks = ", ".join(f"{k}: {v}" for k, v in self.ranks_.items()) or "none"
         what = "adapter ranks" if self.adapted_layers_ else "ranks"
+        cached = ""
+        if self.adapted_layers_:
+            cached = (
+                f"frozen prefix {self.frozen_prefix_} run once, "
+                if self.frozen_prefix_ else
+                f"whole model at each step ({getattr(self, '_no_prefix', None)}), ")
         return (
             f"{type(self).__name__}: head {self.head_name_!r}, {what} {{{ranks}}}, "
+            f"{cached}"
             f"{self.n_trainable_params_} trainable parameters, solver "
             f"{self.solver_!r}, {self.n_iter_} "
             f"{'iterations' if self.solver_ == 'lbfgs' else 'epochs'}, "

@@ -20,6 +20,7 @@ __all__ = [
     "backbone_fingerprint",
     "extract_features",
     "extract_head_inputs",
+    "prefix_outputs",
     "row_keys",
 ]
 
@@ -175,6 +176,67 @@ def extract_features(model, head, data, **kwargs):
         out[start : start + len(f)] = f
         start += len(f)
     return out
+
+
+@torch.no_grad()
+def _run_prefix(prefix, data, batch_size, device, float_dtype, verbose):
+    out = None
+    for start in _batches(len(data), batch_size, verbose, "frozen prefix"):
+        z = prefix(data.batch(start, start + batch_size, device, float_dtype))
+        if out is None:
+            out = torch.empty((len(data), *z.shape[1:]), dtype=z.dtype, device=z.device)
+        out[start : start + len(z)] = z
+    return out
+
+
+def prefix_outputs(prefix, data, *, like, store, key, batch_size, device,
+                   float_dtype, seed=None, verbose=False):
+    """Run the frozen ``prefix`` over every row once, or read it from the store.
+
+    Parameters
+    ----------
+    prefix : torch.nn.Module
+        The frozen steps below the lowest adapted layer (eval mode), taking
+        one tensor batch.
+    data : InputData
+        The rows (a tensor input).
+    like : torch.Tensor
+        The prefix's output on a few rows: the shape and dtype of a row.
+    store : tuple of (location, torch.nn.Module) or None
+        The feature-store folder and the user's backbone, or ``None`` for
+        this fit only. Rows are stored under
+        ``backbone_fingerprint(backbone, "frozen prefix", key)``, so another
+        cut, another backbone or the head's own features never share them.
+    key : sequence of str
+        What identifies the prefix in the backbone (the cut's kind, node and
+        the names of the modules it runs).
+    batch_size : int
+    device : torch.device
+    float_dtype : torch.dtype
+        The trunk's dtype; floating inputs are cast per batch.
+    seed : int or None, default=None
+        Seed of the store's verification sample.
+    verbose : bool, default=False
+        Progress bar.
+
+    Returns
+    -------
+    outputs : torch.Tensor of shape (len(data), ...)
+        In the dtype and row shape of ``like`` (the store holds them
+        flattened as float32, exact for float16 / bfloat16 values), on
+        ``device``.
+    """
+    def run(rows):
+        return _run_prefix(prefix, rows, batch_size, device, float_dtype, verbose)
+
+    if store is None:
+        return run(data)
+    location, backbone = store
+    fingerprint = backbone_fingerprint(backbone, "frozen prefix", tuple(key))
+    flat = cached_features(location, fingerprint, data,
+                           lambda rows: run(rows).flatten(1).float(),
+                           purpose="fit", random_state=seed)
+    return flat.to(device).reshape(len(data), *like.shape[1:]).to(like.dtype)
 
 
 def check_finite_features(features, batch_size, offset=0):

@@ -8,7 +8,8 @@ the merged export, which loads into a fresh copy of the user's model; the
 fitted attributes describe the adapted layers; a grid search over
 ``target_modules``, ``rank`` and ``alpha`` runs with routed groups; sample
 weights reach the inner Fisher as row counts; a penalty narrows the gap it
-penalizes; pickling, ``clone`` and the feature store's rule hold; and every
+penalizes; pickling, ``clone`` and the feature store's rule (the frozen
+prefix's outputs only) hold; and every
 misuse raises an error that says what to do.
 """
 
@@ -166,24 +167,32 @@ def test_predict_equals_merged_export_which_loads_into_a_fresh_copy(case):
 
 # --------------------------------------------------------------- gradients
 class _RecordGrads(Callback):
-    """Names of the parameters that received a gradient in any training step."""
+    """The parameters that received a gradient in any training step."""
 
     def initialize(self):
-        self.names_ = set()
+        self.params_ = []
         return self
 
     def on_grad_computed(self, net, named_parameters, **kwargs):
-        self.names_ |= {n for n, p in named_parameters if p.grad is not None}
+        self.params_ += [p for _, p in named_parameters if p.grad is not None]
 
 
-def test_only_the_adapters_and_the_head_receive_gradients():
-    """Every trained parameter is an adapter's A or B, or the head's."""
+@pytest.mark.parametrize("cache_features", [True, False])
+def test_only_the_adapters_and_the_head_receive_gradients(cache_features):
+    """Every trained parameter is an adapter's A or B, or the head's.
+
+    With the frozen prefix cached (``"0"``, ``"1"``) and without (the whole
+    model at each step); the trained parameters are named in ``model_``.
+    """
     X, y, s = make_task()
     clf = FairLowRankFineTuner(mlp(), target_modules=["2"], rank=2,
+                               cache_features=cache_features,
                                callbacks=[("grads", _RecordGrads())], **FAST)
     clf.fit(X, y, sensitive_features=s)
-    grads = dict(clf.net_.callbacks_)["grads"].names_
-    assert grads == {"model.2.A", "model.2.B", "model.4.weight", "model.4.bias"}
+    assert clf.frozen_prefix_ == (["0", "1"] if cache_features else None)
+    trained = {id(p) for p in dict(clf.net_.callbacks_)["grads"].params_}
+    grads = {n for n, p in clf.model_.named_parameters() if id(p) in trained}
+    assert grads == {"2.A", "2.B", "4.weight", "4.bias"}
     # the frozen parts equal the pre-trained weights; the residual W - A0 B0
     # is frozen too (only the merged layer moved)
     state, pre = clf.model_.state_dict(), mlp().state_dict()
@@ -307,16 +316,24 @@ def test_pickled_estimator_with_adapters_predicts_the_same():
     assert not hasattr(twin, "model_")
 
 
-def test_memory_is_not_used_with_target_modules(tmp_path):
-    """The stored features would be pre-adaptation ones: nothing is written."""
+def test_memory_stores_the_frozen_prefix_only(tmp_path):
+    """memory= holds the output of the steps below the adapter ("0", "1").
+
+    What the adapters change (the head's input) is never stored, so predict
+    does not read the store; a cold fit, a warm fit and a fit without
+    memory predict the same.
+    """
     X, y, s = make_task()
     kw = dict(target_modules=["2"], rank=2, **FAST)
-    with_memory = FairLowRankFineTuner(mlp(), memory=str(tmp_path), **kw)
-    with_memory.fit(X, y, sensitive_features=s)
-    assert not any(p.is_file() for p in tmp_path.rglob("*"))
+    cold = FairLowRankFineTuner(mlp(), memory=str(tmp_path), **kw)
+    cold.fit(X, y, sensitive_features=s)
+    assert cold.frozen_prefix_ == ["0", "1"] and cold._feature_key is None
+    assert any(p.is_file() for p in tmp_path.rglob("*"))
+    warm = FairLowRankFineTuner(mlp(), memory=str(tmp_path), **kw)
+    warm.fit(X, y, sensitive_features=s)
     without = FairLowRankFineTuner(mlp(), **kw).fit(X, y, sensitive_features=s)
-    np.testing.assert_array_equal(with_memory.predict_proba(X),
-                                  without.predict_proba(X))
+    for other in (warm, without):
+        np.testing.assert_array_equal(cold.predict_proba(X), other.predict_proba(X))
 
 
 def test_backbone_is_not_modified():
