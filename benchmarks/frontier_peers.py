@@ -293,16 +293,38 @@ def goal(table):
         wide = part.pivot(index="seed", columns="method",
                           values=["test_error", "within"])
         ours = wide["test_error"]["FairFrontierCV"]
+        any_peer = np.zeros(len(ours), dtype=bool)
         for method in wide["test_error"].columns:
             if method == "FairFrontierCV":
                 continue
             beats = (wide["within"][method].astype(bool)
-                     & (wide["test_error"][method] < ours)).sum()
+                     & (wide["test_error"][method] < ours)).to_numpy()
+            any_peer |= beats
             out.append({"constraint": constraint, "tolerance": tol,
                         "peer": method, "seeds where the peer is within "
-                        "tolerance and below our test error": int(beats),
+                        "tolerance and below our test error": int(beats.sum()),
                         "of": len(ours)})
+        out.append({"constraint": constraint, "tolerance": tol,
+                    "peer": "any peer", "seeds where the peer is within "
+                    "tolerance and below our test error": int(any_peer.sum()),
+                    "of": len(ours)})
     return pd.DataFrame(out)
+
+
+def write_report(table, settings, name):
+    """Write the summary (``.md``) and settings (``.json``) of ``table``."""
+    summary, beats = summarize(table), goal(table)
+    (HERE / "results" / f"{name}.json").write_text(json.dumps(settings, indent=1))
+    text = (f"# FairFrontierCV beside its peers: {settings['task']}\n\n"
+            f"Settings: `{json.dumps(settings)}`\n\n"
+            "Means ± standard deviations over the seeds; within tolerance: "
+            "seeds whose test gap is at most the tolerance.\n\n"
+            + summary.to_markdown(index=False) + "\n\n"
+            "The issue's goal, per seed: a peer beats FairFrontierCV when its "
+            "test gap is within the tolerance and its test error is lower.\n\n"
+            + beats.to_markdown(index=False) + "\n")
+    (HERE / "results" / f"{name}.md").write_text(text)
+    return text
 
 
 def main(argv=None):
@@ -336,8 +358,6 @@ def main(argv=None):
         print(f"seed {seed} done ({time.perf_counter() - t0:.0f} s, task "
               f"{prep_s:.0f} s)", flush=True)
     table = pd.DataFrame(records)
-    summary = summarize(table)
-    beats = goal(table)
     settings = {"task": args.task, "seeds": args.seeds, "first_seed":
                 args.first_seed, "tolerances": TOLERANCES, "strengths": STRENGTHS,
                 "expgrad_max_iter": args.expgrad_iter, "methods": methods,
@@ -345,13 +365,7 @@ def main(argv=None):
                 "images": sizes if args.task == "images" else None,
                 "resnet_pretrain_s": _RESNET.get("seconds"),
                 "torch": torch.__version__, "sklearn": sklearn.__version__}
-    (HERE / "results" / f"{name}.json").write_text(json.dumps(settings, indent=1))
-    text = (f"# FairFrontierCV beside its peers: {args.task}\n\n"
-            f"Settings: `{json.dumps(settings)}`\n\n"
-            + summary.to_markdown(index=False) + "\n\n"
-            + beats.to_markdown(index=False) + "\n")
-    (HERE / "results" / f"{name}.md").write_text(text)
-    print(text, flush=True)
+    print(write_report(table, settings, name), flush=True)
 
 
 if __name__ == "__main__":
