@@ -404,3 +404,23 @@ def test_bootstrap_intervals_equal_one_draw_at_a_time():
         err, gap = metrics_from_confusion(conf, "demographic_parity")
         np.testing.assert_allclose(got[:, i], [*np.percentile(err, [2.5, 97.5]),
                                                *np.percentile(gap, [2.5, 97.5])])
+
+
+def test_adapters_keep_every_candidate_fitted_on_x():
+    """With adapters inside the trunk the features move, so no shortcut is taken.
+
+    The frontier then fits every candidate on X (through the store), and the
+    refit=False model is the candidate as fitted.
+    """
+    X, y, s = biased_task(n=300)
+    backbone = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 8),
+                             nn.ReLU(), nn.Linear(8, 2))
+    est = FairLowRankFineTuner(backbone, target_modules=["2"], rank=2,
+                               max_epochs=2, random_state=0)
+    f = FairFrontierCV(est, penalty_strengths=[0.0, 1.0], cv=0.5, refit=False,
+                       n_bootstrap=0, tolerance=1.0, thresholds="none",
+                       random_state=0)
+    f.fit(X, y, sensitive_features=s)
+    assert f.best_estimator_.adapted_layers_ == ["2"]
+    assert f._feature_estimator(f.best_estimator_) is None
+    assert len(f.front_) == 2

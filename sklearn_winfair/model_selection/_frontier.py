@@ -504,6 +504,7 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if (not own.get("cache_features", False) or own.get("target_modules")
                 or not isinstance(backbone, nn.Module)
                 or not _all_float32(backbone)
+                or not hasattr(est, "head_name_")
                 or getattr(est, "adapted_layers_", None)):
             return None
         head = copy.deepcopy(backbone.get_submodule(est.head_name_))
