@@ -112,7 +112,9 @@ def cost_only(n=10_000, threads=1):
     """The ``frontier_fit`` row alone at ``n`` images (no ExponentiatedGradient).
 
     ``cd benchmarks; python -c "import bench_frontier as b; b.cost_only()"``
-    prints one JSON line; the N = 10,000 run of ``results/frontier_cost_10k.json``.
+    prints one JSON line: the N = 10,000 run of ``results/frontier_cost_10k.json``
+    (Adam era), and of ``results/frontier_cost_lbfgs.json`` (before and after
+    the candidates on the features, alternated by ``frontier_cost_compare.py``).
     """
     import json
     import os
