@@ -112,7 +112,9 @@ def cost_only(n=10_000, threads=1):
     """The ``frontier_fit`` row alone at ``n`` images (no ExponentiatedGradient).
 
     ``cd benchmarks; python -c "import bench_frontier as b; b.cost_only()"``
-    prints one JSON line; the N = 10,000 run of ``results/frontier_cost_10k.json``.
+    prints one JSON line: the N = 10,000 run of ``results/frontier_cost_10k.json``
+    (Adam era), and of ``results/frontier_cost_lbfgs.json`` (before and after
+    the candidates on the features, alternated by ``frontier_cost_compare.py``).
     """
     import json
     import os
@@ -139,6 +141,49 @@ def cost_only(n=10_000, threads=1):
            "frontier_s": front_s, "ratio": front_s / one_s,
            "backbone_passes": counter.remove() / n,
            "front_points": len(frontier.front_),
+           "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
+    print(json.dumps(out))
+    return out
+
+
+def expgrad_only(n=10_000, threads=1, max_iter=50):
+    """``FairFrontierCV.fit`` beside ``ExponentiatedGradient`` in one process.
+
+    ExponentiatedGradient (DP, ``eps=0.05``, ``max_iter`` iterations) over the
+    same estimator with ``importance="fisher"`` (no groups in ``fit``) and a
+    feature store of its own, so its backbone too runs once per row. Prints
+    one JSON line.
+    """
+    import json
+    import os
+
+    from fairlearn.reductions import DemographicParity, ExponentiatedGradient
+
+    from sklearn_winfair.model_selection import FairFrontierCV
+
+    torch.set_num_threads(threads)
+    X, y, s = c.image_data(n)
+    backbone = c.cnn_backbone()
+    params = dict(max_epochs=20, batch_size=128, random_state=0)
+    c.estimator(backbone, **dict(params, max_epochs=1)).fit(  # warm-up
+        X[:256], y[:256], sensitive_features=s[:256])
+    load_start = os.getloadavg()
+    frontier = FairFrontierCV(
+        c.estimator(backbone, **params), tolerance=0.05,
+        penalty_strengths=STRENGTHS, importances=["neutral", "uniform"], cv=0.25,
+        n_bootstrap=200, random_state=0)
+    front_s, _ = c.timed(lambda: frontier.fit(X, y, sensitive_features=s))
+    with tempfile.TemporaryDirectory() as memory:
+        eg = ExponentiatedGradient(
+            c.estimator(backbone, **dict(params, importance="fisher", memory=memory)),
+            constraints=DemographicParity(difference_bound=0.05), eps=0.05,
+            max_iter=max_iter)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            eg_s, _ = c.timed(lambda: eg.fit(X, y, sensitive_features=s))
+    out = {"n": n, "threads": threads, "frontier_s": front_s, "expgrad_s": eg_s,
+           "speedup": eg_s / front_s, "expgrad_max_iter": max_iter,
+           "expgrad_fits": int(eg.n_oracle_calls_),
            "loadavg_start": load_start, "loadavg_end": os.getloadavg()}
     print(json.dumps(out))
     return out

@@ -339,3 +339,88 @@ def test_duplicate_rows_share_the_feature_store():
     f = frontier(n_bootstrap=0, tolerance=1.0, cv=2)
     f.fit(X, y, sensitive_features=s)
     assert len(f.predict(X, sensitive_features=s)) == len(X)
+
+
+@pytest.mark.parametrize("solver", ["lbfgs", "adam"])
+def test_candidates_fitted_on_the_features_equal_those_fitted_alone(solver, tmp_path):
+    """Every family fitted on the trunk's output (as fit does) equals its fit on X.
+
+    The frontier fits the first candidate on X and the others on the frozen
+    features with the head alone as backbone; each of those must give the
+    held-out logits of the same candidate fitted by itself on X, for every
+    kind of candidate (TL, an importance, a penalty, reweighing, weights).
+    """
+    from sklearn_winfair.model_selection._frontier import _head_inputs
+
+    X, y, s = biased_task(n=400)
+    w = np.random.RandomState(1).uniform(0.5, 2.0, size=len(y))
+    f = FairFrontierCV(tuner(solver=solver, max_epochs=5),
+                       penalty_strengths=[0.0, 1.0],
+                       importances=["neutral", None, "fisher"], reweighing=True)
+    candidates = f._candidates(2)
+    train, test = np.arange(300), np.arange(300, 400)
+    memory = str(tmp_path)
+    first = f._fit_one(candidates[0][1], False, X, y, s, w, train, memory)
+    base = f._feature_estimator(first)
+    assert base is not None
+    features = _head_inputs(first, X)
+    for info, params in candidates:
+        alone = f._fit_one(params, info["reweighing"], X, y, s, w, train, memory)
+        on_features = f._fit_one(params, info["reweighing"], features, y, s, w,
+                                 train, None, base=base)
+        np.testing.assert_allclose(
+            on_features.decision_function(features[test]),
+            alone.decision_function(X[test]), rtol=1e-5, atol=1e-6,
+            err_msg=str(info))
+
+
+def test_refit_false_returns_the_candidate_fitted_on_the_training_part():
+    """With refit=False the chosen model predicts as that candidate fitted alone."""
+    X, y, s = biased_task(n=400)
+    f = frontier(penalty_strengths=[0.0, 2.0], importances=[None, "neutral"],
+                 refit=False, cv=0.5, n_bootstrap=0, thresholds="none",
+                 tolerance=1.0).fit(X, y, sensitive_features=s)
+    train, _ = f._splits(y, np.searchsorted(f.groups_, s), len(y))[0]
+    alone = clone(tuner()).set_params(**f.best_params_).fit(
+        X[train], y[train], sensitive_features=s[train])
+    np.testing.assert_allclose(f.best_estimator_.decision_function(X),
+                               alone.decision_function(X), rtol=1e-5, atol=1e-6)
+
+
+def test_bootstrap_intervals_equal_one_draw_at_a_time():
+    """The blocked bootstrap gives, per point, the percentiles of direct draws."""
+    from sklearn_winfair.model_selection._sweep import bootstrap_metrics
+
+    rng = np.random.RandomState(0)
+    y, g = rng.randint(3, size=300), rng.randint(2, size=300)
+    w = rng.uniform(0.5, 2, size=300)
+    preds = rng.randint(3, size=(7, 300))
+    got = bootstrap_metrics(y, preds, g, 2, 3, w, "demographic_parity", 50, 4)
+    draws = np.random.RandomState(4)
+    counts = [np.bincount(draws.randint(300, size=300), minlength=300)
+              for _ in range(50)]
+    for i, pred in enumerate(preds):
+        conf = np.stack([confusion(y, pred, g, 2, 3, w * c) for c in counts])
+        err, gap = metrics_from_confusion(conf, "demographic_parity")
+        np.testing.assert_allclose(got[:, i], [*np.percentile(err, [2.5, 97.5]),
+                                               *np.percentile(gap, [2.5, 97.5])])
+
+
+def test_adapters_keep_every_candidate_fitted_on_x():
+    """With adapters inside the trunk the features move, so no shortcut is taken.
+
+    The frontier then fits every candidate on X (through the store), and the
+    refit=False model is the candidate as fitted.
+    """
+    X, y, s = biased_task(n=300)
+    backbone = nn.Sequential(nn.Linear(4, 16), nn.ReLU(), nn.Linear(16, 8),
+                             nn.ReLU(), nn.Linear(8, 2))
+    est = FairLowRankFineTuner(backbone, target_modules=["2"], rank=2,
+                               max_epochs=2, random_state=0)
+    f = FairFrontierCV(est, penalty_strengths=[0.0, 1.0], cv=0.5, refit=False,
+                       n_bootstrap=0, tolerance=1.0, thresholds="none",
+                       random_state=0)
+    f.fit(X, y, sensitive_features=s)
+    assert f.best_estimator_.adapted_layers_ == ["2"]
+    assert f._feature_estimator(f.best_estimator_) is None
+    assert len(f.front_) == 2

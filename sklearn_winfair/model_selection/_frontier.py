@@ -13,12 +13,14 @@ it; torch carries the exported module.
 # Authors: sklearn-winfair developers
 # License: BSD 3 clause
 
+import copy
 import numbers
 import os
 import shutil
 import tempfile
 import warnings
 import weakref
+from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
@@ -42,6 +44,8 @@ from sklearn.utils.validation import (
 )
 from torch import nn
 
+from .._features import FeatureExtractor
+from .._inputs import check_input
 from .._validation import check_sensitive_features, encode_groups
 from ..preprocessing import reweighing_weights
 from ._sweep import (
@@ -125,6 +129,30 @@ def _n_samples(X):
     if isinstance(X, Mapping) and not hasattr(X, "shape"):
         return len(next(iter(X.values())))
     return len(X)
+
+
+def _all_float32(module):
+    return all(p.dtype == torch.float32 for p in module.parameters()
+               if p.is_floating_point())
+
+
+@torch.no_grad()
+def _head_inputs(est, X):
+    """Return the frozen trunk's output on every row of X, as ``est`` sees it.
+
+    The same path as the fitted estimator's own prediction (its checked
+    input, its feature store, its batches), so rows it was fitted on come
+    from the store and the others are extracted once and stored for the
+    refit.
+    """
+    data = check_input(est, X, reset=False)
+    data.cast_integers = getattr(est, "cast_integers_", False)
+    model = est.model_
+    head = model.get_submodule(est.head_name_)
+    extract = FeatureExtractor(est, model, head, torch.device(est.device),
+                               torch.float32)
+    return extract.all(data, getattr(est, "_feature_key", None),
+                       purpose="predict", seed=0, check=False).cpu()
 
 
 class _GroupShift(nn.Module):
@@ -448,9 +476,11 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                             params))
         return out
 
-    def _fit_one(self, params, reweigh, X, y, groups, weight, rows, memory):
-        """Clone, set ``params`` and the shared store, fit on ``rows``."""
-        est = clone(self.estimator).set_params(memory=memory, **params)
+    def _fit_one(self, params, reweigh, X, y, groups, weight, rows, memory,
+                 base=None):
+        """Clone ``base`` (the estimator), set ``params`` and the store, fit."""
+        base = self.estimator if base is None else base
+        est = clone(base).set_params(memory=memory, **params)
         w = None if weight is None else weight[rows]
         if reweigh:
             rw = reweighing_weights(y[rows], sensitive_features=groups[rows])
@@ -459,6 +489,32 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         if w is not None:
             kwargs["sample_weight"] = w
         return est.fit(_take(X, rows), y[rows], **kwargs)
+
+    def _feature_estimator(self, est):
+        """Return an estimator to clone for fits on the frozen features, or None.
+
+        A candidate whose head sees the frozen trunk's output (features
+        cached, no adapters, a float32 backbone) is fitted exactly as on X
+        when its backbone is the pre-trained head alone and X is the
+        trunk's output: the same head, the same features, the same solver.
+        That skips hashing and reading every row per candidate.
+        """
+        own = self.estimator.get_params()
+        backbone = own.get("backbone")
+        if (not own.get("cache_features", False) or own.get("target_modules")
+                or not isinstance(backbone, nn.Module)
+                or not _all_float32(backbone)
+                or not hasattr(est, "head_name_")
+                or getattr(est, "adapted_layers_", None)):
+            return None
+        head = copy.deepcopy(backbone.get_submodule(est.head_name_))
+        only = nn.Sequential(OrderedDict(head=head)).eval()
+        # set on a copy whose backbone is swapped first: clones of it then
+        # copy the head, not the whole backbone
+        base = copy.copy(self.estimator)
+        base.backbone = None
+        base = clone(base).set_params(backbone=only, head="head", output=None)
+        return base
 
     def _fit_group_head(self, X, codes, rows, memory):
         est = clone(self.estimator).set_params(
@@ -551,12 +607,24 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
         oof = np.zeros((len(candidates), n, n_classes))
         assigned = codes.copy()
         fitted = []
+        # the first candidate is fitted on X; its trunk's output on every row
+        # (one backbone pass, through the store) then feeds all the others
+        features = on_features = None
         for train, test in splits:
             X_test = _take(X, test)
-            for c, (_, params) in enumerate(candidates):
-                est = self._fit_one(params, candidates[c][0]["reweighing"], X, y,
-                                    labels, weight, train, self._memory)
-                oof[c, test] = self._logits(est, X_test)
+            for c, (info, params) in enumerate(candidates):
+                if features is None:
+                    est = self._fit_one(params, info["reweighing"], X, y, labels,
+                                        weight, train, self._memory)
+                    oof[c, test] = self._logits(est, X_test)
+                    on_features = self._feature_estimator(est)
+                    if on_features is not None:
+                        features = _head_inputs(est, X)
+                else:
+                    est = self._fit_one(params, info["reweighing"], features,
+                                        y, labels, weight, train, None,
+                                        base=on_features)
+                    oof[c, test] = self._logits(est, features[test])
                 fitted.append(est)
             if self.groups_at_predict == "inferred":
                 head = self._fit_group_head(X, codes, train, self._memory)
@@ -588,8 +656,12 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
             self.best_estimator_ = self._fit_one(
                 candidates[c][1], candidates[c][0]["reweighing"], X, y, labels,
                 weight, np.arange(n), self._memory)
-        else:
+        elif c == 0 or features is None:
             self.best_estimator_ = fitted[c]
+        else:  # fitted on the features: the same fit on X, its rows stored
+            self.best_estimator_ = self._fit_one(
+                candidates[c][1], candidates[c][0]["reweighing"], X, y, labels,
+                weight, splits[0][0], self._memory)
         self.group_estimator_ = None
         if self.groups_at_predict == "inferred" and self.group_dependent_:
             self.group_estimator_ = self._fit_group_head(

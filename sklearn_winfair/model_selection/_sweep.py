@@ -115,17 +115,28 @@ def bootstrap_metrics(y, preds, groups, n_groups, n_classes, weight, constraint,
                       for _ in range(n_bootstrap)]).astype(float)
     if weight is not None:
         draws *= weight
-    n_cells = n_groups * n_classes * n_classes
-    base = (groups * n_classes + y) * n_classes
+    preds = np.asarray(preds).reshape(-1, n)
+    n_points = len(preds)
     q = [50 * (1 - level), 50 * (1 + level)]
-    out = np.empty((len(preds), 4))
-    for i, pred in enumerate(preds):
-        onehot = np.zeros((n, n_cells))
-        onehot[np.arange(n), base + pred] = 1.0
-        conf = (draws @ onehot).reshape(n_bootstrap, n_groups, n_classes, n_classes)
-        err, gap = metrics_from_confusion(conf, constraint)
-        out[i, :2] = np.percentile(err, q)
-        out[i, 2:] = np.percentile(gap, q)
+    out = np.empty((n_points, 4))
+    # a block of points at a time: for each (group, true class) cell, the
+    # weighted draws of its rows times the indicator of each predicted class
+    # (one matrix product per cell and class instead of one per point)
+    block = max(1, 4_000_000 // max(1, n_bootstrap * n_groups * n_classes**2))
+    cells = [(g, t, np.flatnonzero((groups == g) & (y == t)))
+             for g in range(n_groups) for t in range(n_classes)]
+    for start in range(0, n_points, block):
+        part = preds[start : start + block]
+        conf = np.zeros((n_bootstrap, len(part), n_groups, n_classes, n_classes))
+        for g, t, rows in cells:
+            if rows.size == 0:
+                continue
+            sub_draws, sub_pred = draws[:, rows], part[:, rows]
+            for p in range(n_classes):
+                conf[:, :, g, t, p] = sub_draws @ (sub_pred == p).T
+        err, gap = metrics_from_confusion(conf, constraint)  # (draws, points)
+        out[start : start + block, :2] = np.percentile(err, q, axis=0).T
+        out[start : start + block, 2:] = np.percentile(gap, q, axis=0).T
     return out.T
 
 
