@@ -34,6 +34,13 @@ def mlp_backbone(n_in=5, hidden=16, n_out=2, seed=0):
     return nn.Sequential(nn.Linear(n_in, hidden), nn.ReLU(), nn.Linear(hidden, n_out))
 
 
+def deep_mlp(seed=0):
+    """5-16-8-2 ReLU MLP (eval); head "4", inner layers "0" (5->16), "2" (16->8)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
+                         nn.Linear(8, 2)).eval()
+
+
 def mlp_head_backbone(n_in=5, seed=0, n_out=3):
     """Backbone whose submodule "head" is a 2-layer MLP head 16 -> 8 -> n_out."""
     torch.manual_seed(seed)

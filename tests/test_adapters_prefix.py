@@ -18,7 +18,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from conftest import TinyResNet, make_task
+from conftest import TinyResNet, deep_mlp, make_task
 from sklearn.model_selection import GridSearchCV
 from torch import nn
 
@@ -36,11 +36,7 @@ FAST = dict(max_epochs=3, batch_size=64, lr=1e-2, random_state=0)
 
 
 # ------------------------------------------------------------------- models
-def flat_mlp(seed=0):
-    """5-16-8-2 ReLU MLP, one flat Sequential; the head is "4"."""
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
-                         nn.Linear(8, 2)).eval()
+flat_mlp = deep_mlp  # 5-16-8-2, head "4" (conftest)
 
 
 def paper_mlp(seed=0):

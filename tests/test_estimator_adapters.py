@@ -21,7 +21,7 @@ import pytest
 import sklearn
 import torch
 import transformers
-from conftest import TinyResNet, make_task
+from conftest import TinyResNet, deep_mlp, make_task
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
@@ -38,11 +38,7 @@ NO_STEP = dict(solver="sgd", lr=1e-12, max_epochs=1, batch_size=64, random_state
 
 
 # ------------------------------------------------------------------- models
-def mlp(seed=0):
-    """5-16-8-2 ReLU MLP; head "4", inner layers "0" (5->16) and "2" (16->8)."""
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 16), nn.ReLU(), nn.Linear(16, 8), nn.ReLU(),
-                         nn.Linear(8, 2)).eval()
+mlp = deep_mlp  # 5-16-8-2, head "4" (conftest)
 
 
 def cnn(seed=0):
