@@ -111,6 +111,9 @@ def _add_adapters(sub):
     p.add_argument("--batch-size", type=int, default=None,
                    help="mini-batch size of every method (default 128 for "
                         "images / text, 256 for Adult)")
+    p.add_argument("--n-rows", type=int, default=None,
+                   help="subsample Adult in the age-shift and paper-mlp "
+                        "settings (smoke tests)")
     p.add_argument("--no-plots", action="store_true",
                    help="do not write adapters_err_eo.png")
     p.add_argument("--no-progress", action="store_true",
@@ -149,7 +152,7 @@ def main(argv=None):
             penalty=args.penalty, strength=args.strength,
             methods=args.methods, plots=not args.no_plots,
             progress=not args.no_progress, epochs=args.epochs,
-            batch_size=args.batch_size)
+            batch_size=args.batch_size, n_rows=args.n_rows)
         return 0
     run_benchmark(
         args.dataset, quick=args.quick, seeds=args.seeds, epochs=args.epochs,
