@@ -33,8 +33,8 @@ INDEX_NOTES = {
         "task, tiny BERT, Adult age shift, the paper's MLP). Its runs were "
         "measured by the scripts of benchmarks/adapters/ (commit 0560425) and "
         "joined into this format by benchmarks/adapters/harness_copy.py; the "
-        "tables, summary and plot are the harness's report code's. Seed 0 "
-        "re-run through `winfair-bench adapters` matches them."),
+        "tables, summary and plot are the harness's report code's. Seeds 0 "
+        "and 1 re-run through `winfair-bench adapters` match them."),
     "images": ("`winfair-bench images`: the CONSTRUCTED shapes task with a "
                "small ResNet, a stand-in for CelebA / LFW+a."),
     "german": (

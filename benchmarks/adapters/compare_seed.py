@@ -34,7 +34,7 @@ def main(paths):
             print(f"{setting} seed {seed}: {len(ref)} committed rows, "
                   f"{len(part)} new, unmatched {(m._merge != 'both').sum()}")
             for c in COLUMNS:
-                if f"{c}_new" in m:
+                if f"{c}_new" in m and m[f"{c}_old"].notna().any():
                     d = (m[f"{c}_old"] - m[f"{c}_new"]).abs().max()
                     print(f"  max |committed - new| {c}: {d:.3g}")
 
