@@ -17,7 +17,9 @@ _DESCRIPTION = (
     "Efficiency\", arXiv:2403.00625, 2024, with sklearn-winfair: fine-tune a "
     "frozen pre-trained backbone on a new task by TL, f+SVD, FWSVD, OURS and "
     "fairness-aware peers, tuned on the validation part, and write runs.csv, "
-    "markdown tables beside the paper's numbers, a summary and plots."
+    "markdown tables beside the paper's numbers, a summary and plots. "
+    "'adapters' (ours) puts low-rank adapters inside the backbone beside "
+    "head-only and whole-model fine-tuning, under one fixed, untuned protocol."
 )
 
 
