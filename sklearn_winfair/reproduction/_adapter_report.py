@@ -274,8 +274,9 @@ def write_adapter_reports(runs, out, *, settings, lines=(), plots=True):
             "## Tables\n"]
     text += [tables[f"{s.name}.md"] for s in settings
              if f"{s.name}.md" in tables]
-    text.append("Every rank: " + ", ".join(
-        f"[{n}]({n})" for n in tables if n.endswith("_all_ranks.md")) + ".\n")
+    text.append("Every rank and more contrasts: " + ", ".join(
+        f"`{n}`" for n in tables if n.endswith("_all_ranks.md"))
+        + " (beside this file).\n")
     if figure is not None:
         text.append(f"## Plots\n\n![{figure.stem}]({figure.name})")
     tables["summary.md"] = "\n".join(text)
