@@ -27,6 +27,14 @@ INDEX_NOTES = {
         "adult`, and kept as it was (its pareto.png redrawn from the same "
         "runs.csv by the current plotting code); no published counterpart, "
         "hence its 'n/a' paper cells."),
+    "adapters": (
+        "`winfair-bench adapters` (ours, issue 19: low-rank adapters inside "
+        "the backbone against TL and FT, each with the EO / DP penalty; image "
+        "task, tiny BERT, Adult age shift, the paper's MLP). Its runs were "
+        "measured by the scripts of benchmarks/adapters/ (commit 0560425) and "
+        "joined into this format by benchmarks/adapters/harness_copy.py; the "
+        "tables, summary and plot are the harness's report code's. Seeds 0 "
+        "and 1 re-run through `winfair-bench adapters` match them."),
     "images": ("`winfair-bench images`: the CONSTRUCTED shapes task with a "
                "small ResNet, a stand-in for CelebA / LFW+a."),
     "german": (

@@ -4,7 +4,8 @@ Yixuan Zhang and Feng Zhou, "Bias Mitigation in Fine-tuning Pre-trained
 Models for Enhanced Fairness and Efficiency", arXiv:2403.00625, 2024.
 ``winfair-bench adult`` runs the paper's own setting with its published
 numbers beside ours; ``adult-age-shift``, ``german`` and ``images`` are our
-scenarios.
+scenarios; ``adapters`` is our study of low-rank adapters inside the backbone
+(issue 19; :mod:`._adapter_study`).
 
 Run it from the command line (``winfair-bench adult --quick`` or
 ``python -m sklearn_winfair.reproduction adult --quick``) or from Python with

@@ -10,7 +10,8 @@ import numpy as np
 
 from ._stats import pareto_front
 
-__all__ = ["plot_pareto", "plot_alpha", "plot_importance", "plot_pca"]
+__all__ = ["plot_pareto", "plot_alpha", "plot_importance", "plot_pca",
+           "plot_adapters"]
 
 
 def _pyplot():
@@ -225,3 +226,63 @@ def plot_pca(features, groups, path, title, max_points=3000, seed=0):
         ax.set_ylabel("PC2")
         ax.legend(markerscale=3)
     _finish(plt, fig, path, title)
+
+
+#: Colour and marker of each method of the adapter study.
+ADAPTER_STYLE = {"pre-trained": ("k", "X"), "TL": ("tab:gray", "s"),
+                 "FT": ("tab:brown", "D"), "LoRA": ("tab:blue", "v"),
+                 "PiSSA": ("tab:orange", "^"), "FWSVD": ("tab:green", "<"),
+                 "OURS": ("tab:red", "o")}
+
+
+def plot_adapters(runs, path, titles, rank_of):
+    """Err against ΔEO of every method of the adapter study, one panel per setting.
+
+    Each point is the mean over seeds with its standard deviation as error
+    bars, adapters at the setting's reference rank; open markers: the same
+    method with the EO penalty.
+
+    Parameters
+    ----------
+    runs : pandas.DataFrame
+        The study's rows (``setting, method, penalty, rank, err, eo_gap``).
+    path : pathlib.Path
+        Output PNG.
+    titles : dict of str to str
+        Setting -> panel title, in panel order.
+    rank_of : callable
+        ``rank_of(setting_runs) -> int``, the adapters' rank to draw.
+    """
+    plt = _pyplot()
+    names = [n for n in titles if (runs["setting"] == n).any()]
+    cols = 2 if len(names) > 1 else 1
+    rows = (len(names) + 1) // 2
+    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.25 * rows),
+                             squeeze=False)
+    for ax in axes.ravel()[len(names):]:
+        ax.set_visible(False)
+    for ax, name in zip(axes.ravel(), names, strict=False):
+        df = runs[runs["setting"] == name]
+        rank = rank_of(df)
+        for method, (colour, marker) in ADAPTER_STYLE.items():
+            for penalty, fill in (("none", colour), ("equalized_odds", "none")):
+                part = df[(df["method"] == method) & (df["penalty"] == penalty)]
+                if method in ("LoRA", "PiSSA", "FWSVD", "OURS"):
+                    part = part[part["rank"] == rank]
+                if part.empty:
+                    continue
+                ax.errorbar(part["eo_gap"].mean(), part["err"].mean(),
+                            xerr=part["eo_gap"].std(ddof=1),
+                            yerr=part["err"].std(ddof=1), color=colour,
+                            marker=marker, mfc=fill, ms=7, ls="none",
+                            capsize=2, alpha=0.85,
+                            label=method if penalty == "none" else None)
+        ax.set_title(f"{titles[name]} ({df['seed'].nunique()} seeds, "
+                     f"adapters at rank {rank})", fontsize=10)
+        ax.set_xlabel("ΔEO (sum of TPR and FPR gaps)")
+        ax.set_ylabel("Err (100 - weighted F1, %)")
+        ax.grid(alpha=0.3)
+    axes[0, 0].legend(fontsize=8, title="filled: no penalty\nopen: +EO",
+                      title_fontsize=8)
+    _finish(plt, fig, path, "Adapters against head-only TL and whole-model FT:"
+            " mean ± std over seeds; lower-left is better")
