@@ -833,6 +833,11 @@ def inner_group_fisher(model, names, batches, n_groups, *, output=None,
 #: give the whole model's logits there, and the prefix the same output on
 #: each half of them alone, before the cut is used.
 PROBE_ROWS = 8
+#: Largest cached frozen-prefix output (bytes) before a fit runs the whole
+#: model at every step instead: the cache holds every row's activations at the
+#: cut at once (on the fit's device), which can be many times the input (a
+#: 64-channel 32x32 map is 85x a uint8 CIFAR image).
+MAX_PREFIX_CACHE_BYTES = 2 * 2**30
 
 
 def _is_plain_sequential(module):
@@ -1046,6 +1051,17 @@ def find_graph_cut(model, names):
     reason : str or None
         Why there is none.
     """
+    # torch.fx names every call of a module by its first name, so a module
+    # held under two names (self.a = self.b = layer) would be called as the
+    # adapter (or the new head) at both sites in the suffix while the model
+    # calls it at one: the checks at initialization cannot see that (the
+    # adapter then equals the layer), so such a model is not cut
+    seen = {}
+    for name, module in model.named_modules(remove_duplicate=False):
+        if name and id(module) in seen and seen[id(module)] != name:
+            return None, (f"the module {seen[id(module)]!r} is also registered as "
+                          f"{name!r} (torch.fx would call one name at both sites)")
+        seen.setdefault(id(module), name)
     try:
         graph = _Tracer(names).trace(model)
     except Exception as exc:  # noqa: BLE001 - tracing runs the user's forward
@@ -1235,6 +1251,12 @@ class FrozenPrefix:
             return None, (f"the split after {prefix_names[-1]!r} did not give "
                           f"the model's logits on {len(probe)} probe rows (a "
                           "hook, or a module that is not what it looks like)")
+        size = probe_out[0].numel() * probe_out.element_size() * n
+        if size > MAX_PREFIX_CACHE_BYTES:
+            return None, (f"the output of {prefix_names[-1]!r} on all {n} rows "
+                          f"would take {size / 2**30:.1f} GiB, above the "
+                          f"{MAX_PREFIX_CACHE_BYTES / 2**30:.0f} GiB the cache "
+                          "may hold")
         outputs = prefix_outputs(prefix, data, like=probe_out, store=store,
                                  key=cut.key,
                                  batch_size=batch_size, device=device,

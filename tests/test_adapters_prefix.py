@@ -462,3 +462,51 @@ def test_prefix_that_mixes_rows_falls_back():
     whole = FairLowRankFineTuner(build(), cache_features=False, **kw).fit(
         X, y, sensitive_features=s)
     np.testing.assert_array_equal(clf.predict_proba(X), whole.predict_proba(X))
+
+
+class SharedLayer(nn.Module):
+    """One nn.Linear registered as both ``l1`` and ``l2`` and called twice."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.pre, self.head = nn.Linear(5, 8), nn.Linear(8, 2)
+        self.l1 = self.l2 = nn.Linear(8, 8)
+
+    def forward(self, x):
+        x = torch.relu(self.pre(x))
+        return self.head(torch.relu(self.l2(torch.relu(self.l1(x)))))
+
+
+def test_module_under_two_names_is_not_traced_and_trains_the_model_it_returns():
+    """torch.fx would call the adapter at both sites, the model at one.
+
+    The checks at initialization cannot see it (LoRA starts equal to the
+    layer), so the traced cut is refused: the fit equals the whole-model one
+    (it differed by 0.69 in probability before the refusal).
+    """
+    cut, reason = find_graph_cut(SharedLayer(), ["l1", "head"])
+    assert cut is None and "also registered as 'l2'" in reason
+    X, y, s = make_task()
+    kw = dict(head="head", target_modules=["l1"], rank=2, adapter_init="lora",
+              **FAST)
+    clf = FairLowRankFineTuner(SharedLayer().eval(), **kw).fit(
+        X, y, sensitive_features=s)
+    whole = FairLowRankFineTuner(SharedLayer().eval(), cache_features=False,
+                                 **kw).fit(X, y, sensitive_features=s)
+    assert clf.frozen_prefix_ is None
+    np.testing.assert_array_equal(clf.predict_proba(X), whole.predict_proba(X))
+
+
+def test_prefix_cache_above_its_memory_bound_runs_the_whole_model(monkeypatch):
+    """A cache larger than MAX_PREFIX_CACHE_BYTES is not built; the fit still runs."""
+    from sklearn_winfair import _adapters
+
+    X, y, s = make_task()
+    kw = dict(target_modules=["0.2"], rank=2, **FAST)
+    cached = FairLowRankFineTuner(paper_mlp(), **kw).fit(X, y, sensitive_features=s)
+    assert cached.frozen_prefix_ == ["0.0", "0.1"]  # 12 floats a row: cached
+    monkeypatch.setattr(_adapters, "MAX_PREFIX_CACHE_BYTES", 1000)
+    clf = FairLowRankFineTuner(paper_mlp(), **kw).fit(X, y, sensitive_features=s)
+    assert clf.frozen_prefix_ is None and "GiB the cache may hold" in clf._no_prefix
+    assert clf.score(X, y) > 0.6

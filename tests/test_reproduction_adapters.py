@@ -110,3 +110,11 @@ def test_study_settings_rejects_an_unknown_setting():
     """An unknown setting name is refused with the list of valid ones."""
     with pytest.raises(ValueError, match="paper-mlp"):
         study_settings("audio")
+
+
+def test_zero_seeds_is_refused_before_any_folder_is_written(tmp_path):
+    """--seeds 0 used to write the folder, then fail on an empty runs table."""
+    out = tmp_path / "adapters"
+    with pytest.raises(ValueError, match="seeds must be a positive int, got 0"):
+        run_adapter_study("paper-mlp", seeds=0, out=out, progress=False)
+    assert not out.exists()

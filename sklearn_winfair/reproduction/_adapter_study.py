@@ -530,6 +530,8 @@ default="both"
         require_transformers()
     names = _select(methods)
     seeds = seeds if seeds is not None else (3 if quick else 10)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive int, got {seeds!r}.")
     out = Path(out) if out is not None else Path("winfair-results") / "adapters"
     out.mkdir(parents=True, exist_ok=True)
     rows, cache, start = [], {}, time.perf_counter()
