@@ -292,7 +292,8 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
         that neither is an ``nn.Sequential`` chain down to that layer nor
         traces with ``torch.fx`` to one value crossing the cut, nothing
         below it, mapping ``X``, or a split that did not reproduce the
-        model's logits on the probe rows or mixed their rows;
+        model's logits on the probe rows or mixed their rows, a traced
+        module registered under two names, a cache above 2 GiB;
         ``verbose=1`` prints which), and without ``target_modules`` (the
         head's input is cached then, see ``cache_features``).
     ranks_ : dict of str to int
