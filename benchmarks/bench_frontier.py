@@ -44,17 +44,23 @@ def _size(key, args):
     return SIZES[key][1 if args.quick else 0]
 
 
+def _cnn_setup(n, **extra):
+    """The bench_fit CNN, ``n`` images and the estimator's parameters, warmed up."""
+    X, y, s = c.image_data(n)
+    backbone = c.cnn_backbone()
+    params = dict(max_epochs=20, batch_size=128, random_state=0, **extra)
+    c.estimator(backbone, **dict(params, max_epochs=1)).fit(  # warm-up
+        X[:256], y[:256], sensitive_features=s[:256])
+    return X, y, s, backbone, params
+
+
 def cost_rows(args):
     from fairlearn.reductions import DemographicParity, ExponentiatedGradient
 
     from sklearn_winfair.model_selection import FairFrontierCV
 
     n = _size("n", args)
-    X, y, s = c.image_data(n)
-    backbone = c.cnn_backbone()
-    params = dict(max_epochs=20, batch_size=128, random_state=0, device=args.device)
-    c.estimator(backbone, **dict(params, max_epochs=1)).fit(  # warm-up
-        X[:256], y[:256], sensitive_features=s[:256])
+    X, y, s, backbone, params = _cnn_setup(n, device=args.device)
     one_s, _ = c.timed(lambda: c.estimator(backbone, **params).fit(
         X, y, sensitive_features=s), args.device)
     frontier = FairFrontierCV(
@@ -122,11 +128,7 @@ def cost_only(n=10_000, threads=1):
     from sklearn_winfair.model_selection import FairFrontierCV
 
     torch.set_num_threads(threads)
-    X, y, s = c.image_data(n)
-    backbone = c.cnn_backbone()
-    params = dict(max_epochs=20, batch_size=128, random_state=0)
-    c.estimator(backbone, **dict(params, max_epochs=1)).fit(  # warm-up
-        X[:256], y[:256], sensitive_features=s[:256])
+    X, y, s, backbone, params = _cnn_setup(n)
     load_start = os.getloadavg()
     forward = c.forward_pass(backbone, X)
     one_s, _ = c.timed(lambda: c.estimator(backbone, **params).fit(
@@ -162,11 +164,7 @@ def expgrad_only(n=10_000, threads=1, max_iter=50):
     from sklearn_winfair.model_selection import FairFrontierCV
 
     torch.set_num_threads(threads)
-    X, y, s = c.image_data(n)
-    backbone = c.cnn_backbone()
-    params = dict(max_epochs=20, batch_size=128, random_state=0)
-    c.estimator(backbone, **dict(params, max_epochs=1)).fit(  # warm-up
-        X[:256], y[:256], sensitive_features=s[:256])
+    X, y, s, backbone, params = _cnn_setup(n)
     load_start = os.getloadavg()
     frontier = FairFrontierCV(
         c.estimator(backbone, **params), tolerance=0.05,

@@ -705,22 +705,31 @@ class FairLowRankFineTuner(ClassifierMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
     @torch.no_grad()
-    def _logits(self, X):
+    def _head_features(self, X):
+        """Return the fitted head's input on every row of ``X`` (the trunk's output).
+
+        From the feature store for rows it has seen (e.g. a grid search's
+        validation folds), extracted in batches otherwise.
+        """
         check_is_fitted(self)
         data = check_input(self, X, reset=False)
         data.cast_integers = getattr(self, "cast_integers_", False)
-        device = torch.device(self.device)
         self.model_.eval()
         head = self.model_.get_submodule(self.head_name_)
         trunk_dtype = getattr(self, "_trunk_dtype", None) or float_dtype(self.model_)
-        extract = FeatureExtractor(self, self.model_, head, device, trunk_dtype)
-        # the trunk's features (from the feature store for rows it has seen,
-        # e.g. a grid search's validation folds), then the head alone, in
-        # float64: the fitted head is the last step of forward (checked in
-        # fit), and float64 keeps a row's scores independent of the batch it
-        # is in (scikit-learn's check_methods_subset_invariance)
-        features = extract.all(data, getattr(self, "_feature_key", None),
-                               purpose="predict", seed=0, check=False)
+        extract = FeatureExtractor(self, self.model_, head,
+                                   torch.device(self.device), trunk_dtype)
+        return extract.all(data, getattr(self, "_feature_key", None),
+                           purpose="predict", seed=0, check=False)
+
+    @torch.no_grad()
+    def _logits(self, X):
+        # the trunk's features, then the head alone, in float64: the fitted
+        # head is the last step of forward (checked in fit), and float64
+        # keeps a row's scores independent of the batch it is in
+        # (scikit-learn's check_methods_subset_invariance)
+        features = self._head_features(X)
+        head = self.model_.get_submodule(self.head_name_)
         inner = head.head if isinstance(head, FloatHead) else head  # casts to f32
         head64 = copy.deepcopy(inner).double()
         logits = torch.cat([

@@ -41,6 +41,15 @@ def deep_mlp(seed=0):
                          nn.Linear(8, 2)).eval()
 
 
+def two_channel_image_task(n=96, seed=0):
+    """3x8x8 images whose label is which of channels 0 and 1 is brighter."""
+    rng = np.random.RandomState(seed)
+    X = rng.uniform(size=(n, 3, 8, 8)).astype(np.float32)
+    y = (X[:, 0].mean((1, 2)) > X[:, 1].mean((1, 2))).astype(int)
+    s = np.where(rng.uniform(size=n) < 0.5 + 0.3 * y, "a", "b")
+    return X, y, s
+
+
 def mlp_head_backbone(n_in=5, seed=0, n_out=3):
     """Backbone whose submodule "head" is a 2-layer MLP head 16 -> 8 -> n_out."""
     torch.manual_seed(seed)

@@ -18,7 +18,7 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
-from conftest import TinyResNet, deep_mlp, make_task
+from conftest import TinyResNet, deep_mlp, make_task, two_channel_image_task
 from sklearn.model_selection import GridSearchCV
 from torch import nn
 
@@ -61,12 +61,7 @@ def seq_cnn(seed=0):
     return model.eval()
 
 
-def image_task(n=96, seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.uniform(size=(n, 3, 8, 8)).astype(np.float32)
-    y = (X[:, 0].mean((1, 2)) > X[:, 1].mean((1, 2))).astype(int)
-    s = np.where(rng.uniform(size=n) < 0.5 + 0.3 * y, "a", "b")
-    return X, y, s
+image_task = two_channel_image_task  # conftest
 
 
 #: (backbone, data, target_modules, expected frozen_prefix_)

@@ -21,7 +21,7 @@ import pytest
 import sklearn
 import torch
 import transformers
-from conftest import TinyResNet, deep_mlp, make_task
+from conftest import TinyResNet, deep_mlp, make_task, two_channel_image_task
 from sklearn.base import clone
 from sklearn.model_selection import GridSearchCV
 from skorch.callbacks import Callback
@@ -63,12 +63,7 @@ def tiny_bert(seed=0):
     return transformers.BertForSequenceClassification(config).eval()
 
 
-def image_task(n=96, seed=0):
-    rng = np.random.RandomState(seed)
-    X = rng.uniform(size=(n, 3, 8, 8)).astype(np.float32)
-    y = (X[:, 0].mean((1, 2)) > X[:, 1].mean((1, 2))).astype(int)
-    s = np.where(rng.uniform(size=n) < 0.5 + 0.3 * y, "a", "b")
-    return X, y, s
+image_task = two_channel_image_task  # conftest
 
 
 def text_task(n=96, seed=0):

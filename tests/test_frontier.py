@@ -350,7 +350,6 @@ def test_candidates_fitted_on_the_features_equal_those_fitted_alone(solver, tmp_
     held-out logits of the same candidate fitted by itself on X, for every
     kind of candidate (TL, an importance, a penalty, reweighing, weights).
     """
-    from sklearn_winfair.model_selection._frontier import _head_inputs
 
     X, y, s = biased_task(n=400)
     w = np.random.RandomState(1).uniform(0.5, 2.0, size=len(y))
@@ -363,7 +362,7 @@ def test_candidates_fitted_on_the_features_equal_those_fitted_alone(solver, tmp_
     first = f._fit_one(candidates[0][1], False, X, y, s, w, train, memory)
     base = f._feature_estimator(first)
     assert base is not None
-    features = _head_inputs(first, X)
+    features = first._head_features(X).cpu()
     for info, params in candidates:
         alone = f._fit_one(params, info["reweighing"], X, y, s, w, train, memory)
         on_features = f._fit_one(params, info["reweighing"], features, y, s, w,

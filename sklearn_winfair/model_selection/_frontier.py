@@ -44,8 +44,6 @@ from sklearn.utils.validation import (
 )
 from torch import nn
 
-from .._features import FeatureExtractor
-from .._inputs import check_input
 from .._validation import check_sensitive_features, encode_groups
 from ..preprocessing import reweighing_weights
 from ._sweep import (
@@ -134,25 +132,6 @@ def _n_samples(X):
 def _all_float32(module):
     return all(p.dtype == torch.float32 for p in module.parameters()
                if p.is_floating_point())
-
-
-@torch.no_grad()
-def _head_inputs(est, X):
-    """Return the frozen trunk's output on every row of X, as ``est`` sees it.
-
-    The same path as the fitted estimator's own prediction (its checked
-    input, its feature store, its batches), so rows it was fitted on come
-    from the store and the others are extracted once and stored for the
-    refit.
-    """
-    data = check_input(est, X, reset=False)
-    data.cast_integers = getattr(est, "cast_integers_", False)
-    model = est.model_
-    head = model.get_submodule(est.head_name_)
-    extract = FeatureExtractor(est, model, head, torch.device(est.device),
-                               torch.float32)
-    return extract.all(data, getattr(est, "_feature_key", None),
-                       purpose="predict", seed=0, check=False).cpu()
 
 
 class _GroupShift(nn.Module):
@@ -619,7 +598,7 @@ class FairFrontierCV(MetaEstimatorMixin, ClassifierMixin, BaseEstimator):
                     oof[c, test] = self._logits(est, X_test)
                     on_features = self._feature_estimator(est)
                     if on_features is not None:
-                        features = _head_inputs(est, X)
+                        features = est._head_features(X).cpu()
                 else:
                     est = self._fit_one(params, info["reweighing"], features,
                                         y, labels, weight, train, None,
