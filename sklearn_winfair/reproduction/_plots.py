@@ -284,5 +284,7 @@ def plot_adapters(runs, path, titles, rank_of):
         ax.grid(alpha=0.3)
     axes[0, 0].legend(fontsize=8, title="filled: no penalty\nopen: +EO",
                       title_fontsize=8)
+    # one panel is 5 inches wide: the title then takes two lines
+    sep = " " if cols > 1 else "\n"
     _finish(plt, fig, path, "Adapters against head-only TL and whole-model FT:"
-            " mean ± std over seeds; lower-left is better")
+            f"{sep}mean ± std over seeds; lower-left is better")
